@@ -1,0 +1,1 @@
+"""Export of the torch model to ONNX (FP32 / QDQ) and TorchScript bundles, with validation."""

@@ -1,0 +1,1 @@
+"""Quantization-aware training: fake-quant modules that export to ONNX QuantizeLinear/DequantizeLinear."""

@@ -1,0 +1,1 @@
+"""Our checkpoint format, and importers for the original and refactor UB-Diff layouts."""

@@ -1,0 +1,1 @@
+"""The ``ubdiff-onnx`` command line (typer). Heavy imports happen inside each command."""
