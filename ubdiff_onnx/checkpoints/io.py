@@ -23,12 +23,18 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
         raise UserError(f"{parent}: output folder does not exist")
     if not os.access(parent, os.W_OK):
         raise UserError(f"{parent}: output folder is not writable")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+    except OSError as exc:
+        raise UserError(f"{parent}: cannot write the checkpoint there ({exc.strerror})") from None
     try:
         with os.fdopen(fd, "wb") as fh:
             torch.save(obj, fh)
             fh.flush()
             os.fsync(fh.fileno())
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -180,7 +180,8 @@ def _check_layout(sd: dict[str, torch.Tensor], path: Path, layout: str) -> None:
 
 
 # -- config from shapes ----------------------------------------------------------------------
-def infer_config(sd: dict[str, torch.Tensor], *, seismic_token: str, timesteps: int = 256, preset: str = "imported") -> UBDiffConfig:
+def infer_config(sd: dict[str, torch.Tensor], *, seismic_token: str, timesteps: int = 256, preset: str = "imported",
+                 fresh_unet_mults: tuple[int, ...] = (1, 2, 2, 4)) -> UBDiffConfig:
     """Rebuild the configuration from tensor shapes (our naming): users trained other sizes."""
 
     def shape(k: str) -> tuple[int, ...]:
@@ -217,8 +218,8 @@ def infer_config(sd: dict[str, torch.Tensor], *, seismic_token: str, timesteps: 
         dim_head = 32 if hidden % 32 == 0 else hidden
         kw.update(unet_dim=dim, unet_dim_mults=mults, unet_attn_heads=hidden // dim_head, unet_attn_dim_head=dim_head)
     else:
-        # No usable U-Net in the source: a fresh one sized like the refactor's (dim = L, (1,2,2,2)).
-        kw.update(unet_dim=min(latent, 512), unet_dim_mults=(1, 2, 2, 2))
+        # No usable U-Net in the source: a fresh one sized as the source code builds it (dim = L).
+        kw.update(unet_dim=latent, unet_dim_mults=fresh_unet_mults)
     try:
         return UBDiffConfig(**kw)
     except ValueError as exc:
@@ -276,8 +277,11 @@ def import_legacy(path: Path, layout: str, *, use_ema: bool = False, trust_pickl
     if not ours:
         raise UserError(f"{path}: no UB-Diff tensors recognised for --layout {layout}")
     cfg = infer_config(ours, seismic_token="patch" if layout == "original" else "cls", timesteps=timesteps,
-                       preset="imported-original" if layout == "original" else "imported-refactor")
-    model = UBDiff(cfg)
+                       preset="imported-original" if layout == "original" else "imported-refactor",
+                       fresh_unet_mults=(1, 2, 2, 4) if layout == "original" else (1, 2, 2, 2))
+    with torch.random.fork_rng():
+        torch.manual_seed(0)  # a fresh U-Net (refactor / encoder-decoder files) is the same every time
+        model = UBDiff(cfg)
     expected = model.state_dict()
     if schedule_src:
         tables = make_schedule(cfg.beta_schedule, timesteps, cfg.objective, cfg.cosine_s).as_dict()
@@ -289,14 +293,13 @@ def import_legacy(path: Path, layout: str, *, use_ema: bool = False, trust_pickl
                 raise UserError(f"{path}: diffusion.{name} does not match a cosine schedule with T={timesteps}")
             report.derived.append(f"diffusion.{name}")
     fresh = {k: v for k, v in expected.items() if k not in ours}
-    if layout == "refactor":
-        unet_fresh = [k for k in fresh if k.startswith("unet.")]
-        if unet_fresh:
-            report.notes.append(
-                f"U-Net left freshly initialised ({len(unet_fresh)} tensors): the refactor's U-Net ignores the timestep and must be retrained (`ubdiff-onnx train --stage diffusion`)"
-            )
-            ours.update({k: fresh[k] for k in unet_fresh})
-            fresh = {k: v for k, v in fresh.items() if not k.startswith("unet.")}
+    unet_fresh = [k for k in fresh if k.startswith("unet.")]
+    if unet_fresh and (layout == "refactor" or len(unet_fresh) == sum(k.startswith("unet.") for k in expected)):
+        why = ("the refactor's U-Net ignores the timestep and must be retrained" if layout == "refactor"
+               else "this encoder/decoder checkpoint has no U-Net; train one")
+        report.notes.append(f"U-Net left freshly initialised ({len(unet_fresh)} tensors): {why} (`ubdiff-onnx train --stage diffusion`)")
+        ours.update({k: fresh[k] for k in unet_fresh})
+        fresh = {k: v for k, v in fresh.items() if not k.startswith("unet.")}
     report.missing = sorted(fresh)
     if report.missing:
         raise UserError(f"{path}: {len(report.missing)} model tensors are not in the file (e.g. {report.missing[0]})")

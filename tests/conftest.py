@@ -1,0 +1,118 @@
+"""Shared fixtures. The parity fixture (made with the original UB-Diff code) lives in
+tests/fixtures/parity; its checkpoints are regenerated on demand from the exact value formula."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+PARITY = Path(__file__).parent / "fixtures" / "parity"
+
+
+def _regen():
+    sys.path.insert(0, str(PARITY))
+    try:
+        import regen_checkpoint
+    finally:
+        sys.path.pop(0)
+    return regen_checkpoint
+
+
+@pytest.fixture(scope="session")
+def parity_original() -> dict[str, np.ndarray]:
+    with np.load(PARITY / "original.npz") as d:
+        return {k: d[k] for k in d.files}
+
+
+@pytest.fixture(scope="session")
+def parity_refactor() -> dict[str, np.ndarray]:
+    with np.load(PARITY / "refactor.npz") as d:
+        return {k: d[k] for k in d.files}
+
+
+@pytest.fixture(scope="session")
+def regen():
+    return _regen()
+
+
+@pytest.fixture(scope="session")
+def original_entries() -> list:
+    return json.loads((PARITY / "original_keys.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def refactor_entries() -> list:
+    return json.loads((PARITY / "refactor_keys.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def original_diffusion_file(tmp_path_factory, regen, original_entries) -> Path:
+    """The original ``model-N.pt`` layout (model + EMA + optimizer), ~1 GB on disk."""
+    import torch
+
+    path = tmp_path_factory.mktemp("orig") / "model-0.pt"
+    torch.save(regen.make_checkpoint(original_entries, "jy-diffusion"), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def original_checkpoint(tmp_path_factory, original_diffusion_file) -> Path:
+    """Our checkpoint converted from the original diffusion file (EMA weights)."""
+    from ubdiff_onnx.checkpoints.format import save_checkpoint
+    from ubdiff_onnx.checkpoints.legacy import import_legacy
+
+    ckpt, _ = import_legacy(original_diffusion_file, "original", use_ema=True)
+    ckpt.meta["dataset"] = "curvefault-a"
+    path = tmp_path_factory.mktemp("ours") / "original.pt"
+    save_checkpoint(ckpt, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def original_model(original_checkpoint):
+    from ubdiff_onnx.checkpoints.format import build_model, load_checkpoint
+
+    return build_model(load_checkpoint(original_checkpoint))
+
+
+@pytest.fixture(scope="session")
+def original_fp32_bundle(tmp_path_factory, original_checkpoint) -> Path:
+    from ubdiff_onnx.conversion.bundle import export_bundle
+
+    out = tmp_path_factory.mktemp("bundles") / "original-fp32"
+    export_bundle(original_checkpoint, out, "fp32")
+    return out
+
+
+@pytest.fixture(scope="session")
+def refactor_file(tmp_path_factory, regen, refactor_entries) -> Path:
+    import torch
+
+    path = tmp_path_factory.mktemp("refactor") / "refactor.pt"
+    torch.save(regen.make_checkpoint(refactor_entries, "model"), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A randomly initialised tiny-preset checkpoint (seeded)."""
+    import torch
+
+    from ubdiff_onnx.checkpoints.format import Checkpoint, save_checkpoint
+    from ubdiff_onnx.config import preset
+    from ubdiff_onnx.models.ubdiff import UBDiff
+
+    torch.manual_seed(0)
+    cfg = preset("tiny")
+    model = UBDiff(cfg)
+    path = tmp_path_factory.mktemp("tiny") / "tiny.pt"
+    save_checkpoint(Checkpoint(cfg, model.state_dict(), meta={"dataset": "curvefault-a"}), path)
+    return path
+
+
+def max_abs(a, b) -> float:
+    return float(np.max(np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64))))

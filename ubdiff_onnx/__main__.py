@@ -1,0 +1,3 @@
+from ubdiff_onnx.cli.main import main
+
+main()

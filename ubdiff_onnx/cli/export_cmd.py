@@ -1,0 +1,42 @@
+"""``ubdiff-onnx export``: our checkpoint → a bundle folder (SPEC §4)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ubdiff_onnx.cli._errors import user_errors
+from ubdiff_onnx.cli.app import app
+
+
+@app.command("export")
+@user_errors
+def export(
+    checkpoint: Annotated[Path, typer.Argument(help="An ubdiff-onnx checkpoint (from `train` or `convert-checkpoint`).")],
+    out_dir: Annotated[Path, typer.Argument(help="Bundle folder to create (manifest.json + one folder per component).")],
+    fmt: Annotated[str, typer.Option("--format", help="fp32 (ONNX float32). qdq and torchscript follow in a later release.")] = "fp32",
+    dataset: Annotated[str | None, typer.Option("--dataset", help="Normalisation constants: OpenFWI dataset name or a .json file (default: the one recorded at training).")] = None,
+    use_ema: Annotated[bool, typer.Option("--use-ema", help="Export the EMA U-Net weights stored in the checkpoint.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT_DIR if it exists and is not empty.")] = False,
+    tolerance: Annotated[float, typer.Option("--tolerance", help="Max abs diff allowed between onnxruntime and torch in validation.")] = 1e-4,
+) -> None:
+    """Export the U-Net step, velocity decoder and seismic decoder, then validate onnxruntime against torch."""
+    from ubdiff_onnx.conversion.bundle import export_bundle
+
+    console = Console(stderr=True)
+    with console.status("exporting…") as status:
+        result = export_bundle(
+            checkpoint, out_dir, fmt, dataset=dataset, use_ema=use_ema, overwrite=overwrite, tolerance=tolerance,
+            progress=lambda name: status.update(f"exported {name}…"),
+        )
+    table = Table(title=f"{out_dir} ({fmt}) — onnxruntime vs torch")
+    for col in ("component", "output", "shape", "max abs diff", "cosine", "bytes"):
+        table.add_column(col)
+    comps = result.manifest["components"]
+    for c in result.checks:
+        table.add_row(c.component, c.output, "×".join(map(str, c.shape)), f"{c.max_abs_diff:.2e}", f"{c.cosine:.6f}", f"{comps[c.component]['bytes']:,}")
+    console.print(table)
