@@ -116,3 +116,12 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 
 def max_abs(a, b) -> float:
     return float(np.max(np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64))))
+
+
+@pytest.fixture(scope="session")
+def tiny_fp32_bundle(tmp_path_factory, tiny_checkpoint) -> Path:
+    from ubdiff_onnx.conversion.bundle import export_bundle
+
+    out = tmp_path_factory.mktemp("bundles") / "tiny-fp32"
+    export_bundle(tiny_checkpoint, out, "fp32")
+    return out

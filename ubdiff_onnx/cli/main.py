@@ -5,7 +5,7 @@ Command modules are imported here (cheap: heavy libraries are imported inside co
 
 from __future__ import annotations
 
-from ubdiff_onnx.cli import checkpoint_cmd, export_cmd  # noqa: F401  (register commands)
+from ubdiff_onnx.cli import checkpoint_cmd, export_cmd, sample_cmd  # noqa: F401  (register commands)
 from ubdiff_onnx.cli.app import app
 
 try:

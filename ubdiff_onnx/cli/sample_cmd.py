@@ -1,0 +1,99 @@
+"""``ubdiff-onnx sample``: generate paired velocity + seismic samples from a bundle (no torch)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ubdiff_onnx.cli._errors import user_errors
+from ubdiff_onnx.cli._options import SeedOpt, ThreadsOpt
+from ubdiff_onnx.cli.app import app
+from ubdiff_onnx.errors import UserError
+
+
+@app.command("sample")
+@user_errors
+def sample(
+    bundle_dir: Annotated[Path, typer.Argument(help="Bundle folder made by `export` (manifest.json + components).")],
+    num_samples: Annotated[int, typer.Option("--num-samples", "-n", help="How many velocity/seismic pairs to generate.")] = 4,
+    steps: Annotated[Optional[int], typer.Option("--steps", help="DDIM steps (1..T); ddpm always runs all T steps.")] = 50,
+    sampler: Annotated[str, typer.Option("--sampler", help="ddim (fast, deterministic with eta 0) or ddpm (ancestral, all T steps).")] = "ddim",
+    seed: SeedOpt = 0,
+    out: Annotated[Path, typer.Option("--out", help="Output .npz: velocity (N,1,70,70) m/s, seismic (N,5,1000,70), latent (N,L), seed, steps, sampler.")] = Path("samples.npz"),
+    init_noise: Annotated[Optional[Path], typer.Option("--init-noise", help="(N,1,L) float32 .npy to start from instead of seeded noise (reproducible across runtimes).")] = None,
+    png: Annotated[Optional[Path], typer.Option("--png", help="Also write one PNG per sample (velocity map + shot gathers) into this folder; needs matplotlib.")] = None,
+    threads: ThreadsOpt = 0,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Samples denoised and decoded together; lower it to save memory on a Pi.")] = 4,
+    eta: Annotated[float, typer.Option("--eta", min=0.0, help="DDIM eta (0 = deterministic).")] = 0.0,
+    runtime: Annotated[str, typer.Option("--runtime", help="onnxruntime (the Pi path).")] = "onnxruntime",
+) -> None:
+    """Run the diffusion loop with onnxruntime + numpy, decode, and write denormalised samples."""
+    import numpy as np
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from ubdiff_onnx.runtime.manifest import BundleError
+    from ubdiff_onnx.runtime.npz_stream import StreamingNpzWriter
+    from ubdiff_onnx.runtime.sampler import BundleSampler
+
+    console = Console(stderr=True)
+    if runtime != "onnxruntime":
+        raise UserError(f"--runtime: {runtime!r} is not available in this version; use onnxruntime")
+    if sampler not in ("ddim", "ddpm"):
+        raise UserError(f"--sampler: expected ddim or ddpm, got {sampler!r}")
+    if num_samples < 1:
+        raise UserError(f"--num-samples: expected >= 1, got {num_samples}")
+    if out.suffix != ".npz":
+        raise UserError(f"--out: expected a .npz file name, got {out}")
+    if not out.parent.exists():
+        raise UserError(f"--out: folder {out.parent} does not exist")
+    if png is not None:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise UserError("--png needs matplotlib: pip install 'ubdiff-onnx[plot]'") from None
+    try:
+        smp = BundleSampler(bundle_dir, threads=threads)
+    except BundleError as exc:
+        raise UserError(str(exc)) from None
+    T = smp.tables.num_timesteps
+    if sampler == "ddpm":
+        steps = T
+    elif steps is None or not 1 <= steps <= T:
+        raise UserError(f"--steps: expected 1..{T} for ddim, got {steps}")
+    noise = None
+    if init_noise is not None:
+        try:
+            noise = np.load(init_noise, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise UserError(f"--init-noise {init_noise}: cannot read a .npy array ({exc})") from None
+        if noise.shape != (num_samples, 1, smp.latent_dim):
+            raise UserError(f"--init-noise {init_noise}: shape {noise.shape}, expected ({num_samples}, 1, {smp.latent_dim})")
+    if png is not None:
+        png.mkdir(parents=True, exist_ok=True)
+
+    writer = StreamingNpzWriter(out, "seismic", (num_samples, 5, 1000, 70))
+    velocity = np.empty((num_samples, 1, 70, 70), np.float32)
+    latent = np.empty((num_samples, smp.latent_dim), np.float32)
+    try:
+        with Progress(TextColumn("[bold]sampling[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("U-Net steps"), TimeRemainingColumn(), console=console) as bar:
+            task = bar.add_task("steps", total=steps * num_samples)
+            gen = smp.sample(num_samples, steps=steps, sampler=sampler, seed=seed, eta=eta, batch_size=batch_size, init_noise=noise,
+                             progress=lambda n: bar.advance(task, n))
+            for batch in gen:
+                velocity[batch.indices] = batch.velocity
+                latent[batch.indices] = batch.latent
+                writer.append(batch.seismic)
+                if png is not None:
+                    from ubdiff_onnx.data.plot import plot_sample
+
+                    for j, i in enumerate(batch.indices):
+                        plot_sample(batch.velocity[j], batch.seismic[j], png / f"sample-{i:04d}.png", title=f"sample {i} (seed {seed}, {sampler} {steps})")
+        writer.finish(velocity=velocity, latent=latent, seed=np.int64(seed), steps=np.int64(steps), sampler=np.str_(sampler), eta=np.float32(eta),
+                      bundle_precision=np.str_(smp.manifest.precision))
+    except BaseException:
+        writer.abort()
+        raise
+    console.print(f"wrote {out}: {num_samples} samples ({sampler}, {steps} steps, seed {seed}), velocity {velocity.min():.0f}–{velocity.max():.0f} m/s")
