@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 from dataclasses import dataclass
@@ -9,15 +10,19 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ubdiff_onnx import __version__
+import numpy as np
+
 from ubdiff_onnx.checkpoints.format import Checkpoint, build_model, load_checkpoint
+from ubdiff_onnx.conversion.quantize import QuantizationConfig
 from ubdiff_onnx.conversion.staging import check_output_dir, staged_dir
 from ubdiff_onnx.errors import UserError
 from ubdiff_onnx.runtime.manifest import write_manifest
 from ubdiff_onnx.runtime.normalization import NormConstants, resolve_constants
 from ubdiff_onnx.runtime.schedule import make_schedule
 
-FORMATS = ("fp32",)
-"""Implemented so far. ``qdq`` and ``torchscript`` (SPEC §3) arrive with the conversion issue."""
+FORMATS = ("fp32", "qdq", "torchscript")
+WEIGHTS = {"fp32": ("fp32",), "qdq": ("int8", "int4"), "torchscript": ("fp32", "int8")}
+"""Weight precisions each format offers; the first is the default."""
 MIN_ONNXRUNTIME = "1.22.0"  # 1.21.0 crashes with "Illegal instruction" on a Pi 4
 
 
@@ -62,6 +67,20 @@ def manifest_data(ckpt: Checkpoint, precision: str, components: dict[str, Any], 
     }
 
 
+def calibration_velocities(data_dir: Path, dataset: dict[str, Any], samples: int, seed: int) -> np.ndarray:
+    """Normalised velocity maps (N,1,70,70) drawn (seeded) from an OpenFWI folder."""
+    from ubdiff_onnx.data.openfwi import open_folder
+    from ubdiff_onnx.runtime.normalization import NormConstants, normalize_velocity
+
+    folder = open_folder(data_dir)
+    n = len(folder)
+    if n == 0:
+        raise UserError(f"--calibrate {data_dir}: no samples")
+    idx = np.sort(np.random.default_rng(seed).choice(n, size=min(samples, n), replace=False))
+    consts = NormConstants.from_dict(dataset)
+    return np.stack([normalize_velocity(folder.velocity(int(i)), consts) for i in idx]).astype(np.float32)
+
+
 def export_bundle(
     checkpoint: Path,
     out_dir: Path,
@@ -70,27 +89,62 @@ def export_bundle(
     dataset: str | None = None,
     use_ema: bool = False,
     overwrite: bool = False,
-    tolerance: float = 1e-4,
+    tolerance: float | None = None,
+    calibrate: Path | None = None,
+    weights: str | None = None,
+    qconfig: QuantizationConfig | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> ExportResult:
+    """Checkpoint → validated bundle in ``out_dir`` (atomic). See the CLI ``export`` for the options."""
     from ubdiff_onnx.conversion.export_onnx import export_fp32_components
     from ubdiff_onnx.conversion.validate import validate_bundle
 
     if fmt not in FORMATS:
         raise UserError(f"--format: {fmt!r} is not available in this version; implemented: {', '.join(FORMATS)}")
+    weights = weights or WEIGHTS[fmt][0]
+    if weights not in WEIGHTS[fmt]:
+        raise UserError(f"--weights: --format {fmt} offers {', '.join(WEIGHTS[fmt])}, got {weights!r}")
     check_output_dir(out_dir, overwrite)  # fail before the (slow) export
     ckpt = load_checkpoint(checkpoint)
+    if fmt == "qdq" and calibrate is None:
+        if ckpt.qat:
+            raise UserError(f"{checkpoint}: exporting QAT scales is not available in this version; pass --calibrate DATA_DIR for post-training quantization")
+        raise UserError(f"{checkpoint}: has no QAT scales; pass --calibrate DATA_DIR for post-training quantization (or train --stage qat-decoders/qat-diffusion)")
+    if calibrate is not None and fmt != "qdq":
+        raise UserError("--calibrate applies to --format qdq only")
     ds = dataset_block(ckpt, dataset)
     model = build_model(ckpt, use_ema=use_ema, source=str(checkpoint))
+    quant_report = None
     with staged_dir(out_dir, overwrite) as stage:
-        components = export_fp32_components(model, stage, progress)
-        data = manifest_data(ckpt, fmt, components, ds, use_ema)
+        if fmt == "fp32":
+            components = export_fp32_components(model, stage, progress)
+            precision = "fp32"
+        elif fmt == "torchscript":
+            from ubdiff_onnx.conversion.export_torchscript import export_torchscript_components
+
+            components = export_torchscript_components(model, stage, int8=weights == "int8", progress=progress)
+            precision = "torchscript-int8" if weights == "int8" else "torchscript"
+        else:
+            from ubdiff_onnx.conversion.export_qdq import export_qdq_components
+
+            qcfg = dataclasses.replace(qconfig or QuantizationConfig(), int4_seismic=weights == "int4")
+            velocities = calibration_velocities(Path(calibrate), ds, qcfg.calibration_samples, qcfg.seed)
+            components, quant_report = export_qdq_components(model, stage, velocities, qcfg, progress)
+            quant_report["method"] = "post-training static (onnxruntime.quantization.quantize_static)"
+            quant_report["calibration_data"] = str(calibrate)
+            precision = "int4" if weights == "int4" else "qdq"
+        data = manifest_data(ckpt, precision, components, ds, use_ema)
+        if quant_report is not None:
+            data["quantization"] = quant_report
         write_manifest(stage, data)
-        checks = validate_bundle(model, stage, tolerance)
+        quantized = precision not in ("fp32", "torchscript")
+        tol = tolerance if tolerance is not None else (1e-5 if precision == "torchscript" else 1e-4)
+        checks = validate_bundle(model, stage, tol, quantized=quantized, torchscript=fmt == "torchscript")
         bad = [c for c in checks if not c.ok]
         if bad:
             c = bad[0]
-            raise UserError(f"validation failed: {c.component}.{c.output} differs from torch by {c.max_abs_diff:.3g} > {c.tolerance:g}")
+            what = f"cosine {c.cosine:.4f} < {c.tolerance:g} against the torch model" if quantized else f"differs from torch by {c.max_abs_diff:.3g} > {c.tolerance:g}"
+            raise UserError(f"validation failed: {c.component}.{c.output} {what}")
         data["validation"] = {f"{c.component}.{c.output}": {"max_abs_diff": c.max_abs_diff, "cosine": c.cosine} for c in checks}
         manifest = write_manifest(stage, data)
     return ExportResult(Path(out_dir), json.loads((Path(out_dir) / manifest.name).read_text()), checks)

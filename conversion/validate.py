@@ -34,31 +34,42 @@ class ComponentCheck:
     ok: bool
 
 
-def validation_inputs(latent_dim: int, timesteps: int, seed: int = 1234) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    ts = np.array([min(t, timesteps - 1) for t in VALIDATION_TIMESTEPS], dtype=np.int64)
+def validation_inputs(model: nn.Module, seed: int = 1234) -> dict[str, np.ndarray]:
+    """In-distribution inputs: decoder latents are the model's own DDIM samples (what the decoders
+    see when sampling), U-Net inputs are those latents noised to the validation timesteps."""
+    cfg = model.cfg
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        x0 = model.sample_latents(torch.randn(4, 1, cfg.latent_dim, generator=g), min(10, cfg.timesteps), "ddim")
+        ts = torch.tensor([min(t, cfg.timesteps - 1) for t in VALIDATION_TIMESTEPS], dtype=torch.long)
+        base = x0[torch.arange(len(ts)) % x0.shape[0]]
+        x_t = model.diffusion.q_sample(base, ts, torch.randn(base.shape, generator=g))
+    latents = x0.reshape(x0.shape[0], -1).numpy()
     return {
-        "unet.x": rng.standard_normal((len(ts), 1, latent_dim)).astype(np.float32),
-        "unet.t": ts,
-        "velocity_decoder.latent": np.clip(rng.standard_normal((2, latent_dim)), -1, 1).astype(np.float32),
-        "seismic_decoder.latent": np.clip(rng.standard_normal((2, latent_dim)), -1, 1).astype(np.float32),
+        "unet.x": x_t.numpy().astype(np.float32),
+        "unet.t": ts.numpy(),
+        "velocity_decoder.latent": latents,
+        "seismic_decoder.latent": latents,
     }
 
 
-def run_bundle_subprocess(bundle_dir: Path, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def run_bundle_subprocess(bundle_dir: Path, inputs: dict[str, np.ndarray], torchscript: bool = False) -> dict[str, np.ndarray]:
+    """ONNX bundles run in a process without torch; TorchScript ones in a process with torch only."""
+    module = "ubdiff_onnx.conversion.ts_check" if torchscript else "ubdiff_onnx.runtime.check"
     with tempfile.TemporaryDirectory(prefix="ubdiff-validate-") as tmp:
         fin, fout = Path(tmp) / "in.npz", Path(tmp) / "out.npz"
         np.savez(fin, **inputs)
-        proc = subprocess.run(
-            [sys.executable, "-m", "ubdiff_onnx.runtime.check", str(bundle_dir), str(fin), str(fout)],
-            capture_output=True, text=True,
-        )
+        proc = subprocess.run([sys.executable, "-m", module, str(bundle_dir), str(fin), str(fout)], capture_output=True, text=True)
         if proc.returncode != 0:
             tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-            raise UserError(f"{bundle_dir}: onnxruntime could not run the exported bundle: {tail}")
+            raise UserError(f"{bundle_dir}: {'torch.jit' if torchscript else 'onnxruntime'} could not run the exported bundle: {tail}")
         with np.load(fout) as data:
             out = {k: data[k] for k in data.files}
-    if bool(out.pop("torch_loaded")):
+    if torchscript:
+        foreign = str(out.pop("foreign_modules"))
+        if foreign:
+            raise RuntimeError(f"the TorchScript check needed ubdiff-onnx modules: {foreign}")
+    elif bool(out.pop("torch_loaded")):
         raise RuntimeError("the runtime check process imported torch; the Pi runtime must not")
     return out
 
@@ -73,7 +84,7 @@ def torch_reference(model: nn.Module, inputs: dict[str, np.ndarray]) -> dict[str
         }
 
 
-def compare(reference: dict[str, np.ndarray], got: dict[str, np.ndarray], tolerance: float) -> list[ComponentCheck]:
+def compare(reference: dict[str, np.ndarray], got: dict[str, np.ndarray], tolerance: float, by_cosine: bool = False) -> list[ComponentCheck]:
     checks = []
     for key, ref in reference.items():
         comp, out = key.split(".", 1)
@@ -85,15 +96,25 @@ def compare(reference: dict[str, np.ndarray], got: dict[str, np.ndarray], tolera
         a, b = ref.astype(np.float64).ravel(), val.astype(np.float64).ravel()
         diff = float(np.max(np.abs(a - b))) if a.size else 0.0
         cos = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-30))
-        checks.append(ComponentCheck(comp, out, list(ref.shape), diff, cos, tolerance, diff <= tolerance))
+        ok = cos >= tolerance if by_cosine else diff <= tolerance
+        checks.append(ComponentCheck(comp, out, list(ref.shape), diff, cos, tolerance, ok))
     return checks
 
 
-def validate_bundle(model: nn.Module, bundle_dir: Path, tolerance: float = 1e-4) -> list[ComponentCheck]:
-    """Run the bundle in a torch-free process and compare with ``model``; write validation.json."""
-    inputs = validation_inputs(model.cfg.latent_dim, model.cfg.timesteps)
-    got = run_bundle_subprocess(bundle_dir, inputs)
-    checks = compare(torch_reference(model, inputs), got, tolerance)
+PTQ_MIN_COSINE = 0.98
+"""Post-training INT8 against the FP32 torch model: below this the quantized bundle is broken,
+not merely approximate (QAT bundles are held to 0.995 against their fake-quant twin)."""
+
+
+def validate_bundle(model: nn.Module, bundle_dir: Path, tolerance: float = 1e-4, quantized: bool = False, torchscript: bool = False) -> list[ComponentCheck]:
+    """Run the bundle in a torch-free process and compare with ``model``; write validation.json.
+
+    FP32 bundles must match to ``tolerance`` (max abs diff); quantized ones are judged by cosine
+    similarity (``PTQ_MIN_COSINE``), and their max abs error is reported.
+    """
+    inputs = validation_inputs(model)
+    got = run_bundle_subprocess(bundle_dir, inputs, torchscript)
+    checks = compare(torch_reference(model, inputs), got, PTQ_MIN_COSINE if quantized else tolerance, by_cosine=quantized)
     report = {"timesteps": [int(t) for t in inputs["unet.t"]], "checks": [asdict(c) for c in checks]}
     (Path(bundle_dir) / "validation.json").write_text(json.dumps(report, indent=2) + "\n")
     return checks

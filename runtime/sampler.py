@@ -15,11 +15,11 @@ from typing import Callable, Iterator
 import numpy as np
 import onnxruntime as ort
 
-from ubdiff_onnx.runtime.manifest import COMPONENTS, BundleError, Manifest, read_manifest
+from ubdiff_onnx.runtime.backends import load_components
+from ubdiff_onnx.runtime.manifest import BundleError, Manifest, read_manifest
 from ubdiff_onnx.runtime.normalization import NormConstants, denormalize_seismic, denormalize_velocity
 from ubdiff_onnx.runtime.schedule import ScheduleTables, make_schedule, schedule_tables
 from ubdiff_onnx.runtime.schedulers import DDIMScheduler, DDPMScheduler
-from ubdiff_onnx.runtime.sessions import make_session
 
 SAMPLERS = ("ddim", "ddpm")
 
@@ -55,12 +55,10 @@ class SampleBatch:
 class BundleSampler:
     """Holds the three sessions of one bundle and runs the sampling loop."""
 
-    def __init__(self, bundle_dir: Path, threads: int = 0, verify: bool = True) -> None:
+    def __init__(self, bundle_dir: Path, threads: int = 0, verify: bool = True, runtime: str = "onnxruntime") -> None:
         self.manifest = read_manifest(bundle_dir)
-        if self.manifest.precision.startswith("torchscript"):
-            raise BundleError(f"{bundle_dir}: a TorchScript bundle; use --runtime torchscript")
         need = self.manifest.data.get("min_onnxruntime")
-        if need and _version_tuple(ort.__version__) < _version_tuple(need):
+        if runtime == "onnxruntime" and need and _version_tuple(ort.__version__) < _version_tuple(need):
             raise BundleError(f"{bundle_dir}: needs onnxruntime >= {need}, this is {ort.__version__}; pip install -U onnxruntime")
         if verify:
             self.manifest.verify_files()
@@ -68,20 +66,7 @@ class BundleSampler:
         self.objective = self.manifest.data["objective"]
         self.latent_dim = self.manifest.latent_dim
         self.norm = NormConstants.from_dict(self.manifest.normalization, source=str(self.manifest.root / "manifest.json"))
-        self.sessions: dict[str, ort.InferenceSession] = {}
-        for name in COMPONENTS:
-            path = self.manifest.component_path(name)
-            try:
-                sess = make_session(path, threads)
-            except Exception as exc:  # onnxruntime raises its own exception types
-                raise BundleError(f"{path}: onnxruntime cannot load it: {str(exc).splitlines()[0]}") from None
-            want_in = list(self.manifest.component(name)["inputs"])
-            got_in = [i.name for i in sess.get_inputs()]
-            want_out = list(self.manifest.component(name)["outputs"])
-            got_out = [o.name for o in sess.get_outputs()]
-            if got_in != want_in or got_out != want_out:
-                raise BundleError(f"{path}: ONNX I/O {got_in}->{got_out} does not match the manifest {want_in}->{want_out}")
-            self.sessions[name] = sess
+        self.components = load_components(self.manifest, runtime, threads)
 
     # -- pieces --------------------------------------------------------------------------------
     def make_scheduler(self, sampler: str, steps: int | None, eta: float = 0.0):
@@ -101,7 +86,7 @@ class BundleSampler:
 
     def unet(self, x: np.ndarray, t: int) -> np.ndarray:
         tt = np.full((x.shape[0],), t, dtype=np.int64)
-        return self.sessions["unet"].run(None, {"x": x, "t": tt})[0]
+        return self.components["unet"].run({"x": x, "t": tt})
 
     def denoise(self, x_T: np.ndarray, scheduler, rngs: list[np.random.Generator] | None = None, progress: Callable[[int], None] | None = None) -> np.ndarray:
         """x_T (b,1,L) → x_0 (b,1,L). ``rngs`` (one per sample) supply noise when the scheduler needs it."""
@@ -121,8 +106,8 @@ class BundleSampler:
     def decode(self, latent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """latent (b,L) → (velocity, seismic) in normalised units."""
         latent = np.ascontiguousarray(latent.reshape(latent.shape[0], -1), dtype=np.float32)
-        v = self.sessions["velocity_decoder"].run(None, {"latent": latent})[0]
-        s = self.sessions["seismic_decoder"].run(None, {"latent": latent})[0]
+        v = self.components["velocity_decoder"].run({"latent": latent})
+        s = self.components["seismic_decoder"].run({"latent": latent})
         return v, s
 
     def initial_noise(self, seed: int, indices: np.ndarray) -> tuple[np.ndarray, list[np.random.Generator]]:

@@ -125,3 +125,22 @@ def tiny_fp32_bundle(tmp_path_factory, tiny_checkpoint) -> Path:
     out = tmp_path_factory.mktemp("bundles") / "tiny-fp32"
     export_bundle(tiny_checkpoint, out, "fp32")
     return out
+
+
+@pytest.fixture(scope="session")
+def small_dataset(tmp_path_factory) -> Path:
+    """16 curvefault-a samples made by the real wave simulation (a few seconds)."""
+    from ubdiff_onnx.data.synth import synthesize
+
+    out = tmp_path_factory.mktemp("data") / "curvefault-a"
+    synthesize(out, "curvefault-a", samples=16, seed=0, workers=1, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_qdq_bundle(tmp_path_factory, tiny_checkpoint, small_dataset) -> Path:
+    from ubdiff_onnx.conversion.bundle import export_bundle
+
+    out = tmp_path_factory.mktemp("bundles") / "tiny-qdq"
+    export_bundle(tiny_checkpoint, out, "qdq", calibrate=small_dataset)
+    return out

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -18,11 +18,13 @@ from ubdiff_onnx.cli.app import app
 def export(
     checkpoint: Annotated[Path, typer.Argument(help="An ubdiff-onnx checkpoint (from `train` or `convert-checkpoint`).")],
     out_dir: Annotated[Path, typer.Argument(help="Bundle folder to create (manifest.json + one folder per component).")],
-    fmt: Annotated[str, typer.Option("--format", help="fp32 (ONNX float32). qdq and torchscript follow in a later release.")] = "fp32",
+    fmt: Annotated[str, typer.Option("--format", help="fp32 (ONNX float32), qdq (INT8 QuantizeLinear/DequantizeLinear ONNX) or torchscript (traced + frozen; deprecated upstream, for comparisons).")] = "fp32",
+    calibrate: Annotated[Optional[Path], typer.Option("--calibrate", help="qdq without QAT scales: OpenFWI folder whose velocity maps calibrate post-training quantization.")] = None,
+    weights: Annotated[Optional[str], typer.Option("--weights", help="qdq: int8 (default) or int4 for the seismic decoder's big Linear (MatMulNBits, block 32); torchscript: fp32 (default) or int8 (torch dynamic INT8 Linear).")] = None,
     dataset: Annotated[str | None, typer.Option("--dataset", help="Normalisation constants: OpenFWI dataset name or a .json file (default: the one recorded at training).")] = None,
     use_ema: Annotated[bool, typer.Option("--use-ema", help="Export the EMA U-Net weights stored in the checkpoint.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT_DIR if it exists and is not empty.")] = False,
-    tolerance: Annotated[float, typer.Option("--tolerance", help="Max abs diff allowed between onnxruntime and torch in validation.")] = 1e-4,
+    tolerance: Annotated[float, typer.Option("--tolerance", help="fp32: max abs diff allowed between onnxruntime and torch in validation.")] = 1e-4,
 ) -> None:
     """Export the U-Net step, velocity decoder and seismic decoder, then validate onnxruntime against torch."""
     from ubdiff_onnx.conversion.bundle import export_bundle
@@ -31,6 +33,7 @@ def export(
     with console.status("exporting…") as status:
         result = export_bundle(
             checkpoint, out_dir, fmt, dataset=dataset, use_ema=use_ema, overwrite=overwrite, tolerance=tolerance,
+            calibrate=calibrate, weights=weights,
             progress=lambda name: status.update(f"exported {name}…"),
         )
     table = Table(title=f"{out_dir} ({fmt}) — onnxruntime vs torch")
@@ -40,3 +43,8 @@ def export(
     for c in result.checks:
         table.add_row(c.component, c.output, "×".join(map(str, c.shape)), f"{c.max_abs_diff:.2e}", f"{c.cosine:.6f}", f"{comps[c.component]['bytes']:,}")
     console.print(table)
+    hist = (result.manifest.get("quantization") or {}).get("op_histogram")
+    if hist:
+        for name, ops in hist.items():
+            int8 = {k: v for k, v in ops.items() if k.startswith(("QLinear", "QGemm", "MatMulInteger", "MatMulNBits", "DynamicQuantize"))}
+            console.print(f"  {name}: INT8 kernels after onnxruntime optimisation: {int8}")

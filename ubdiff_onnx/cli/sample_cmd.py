@@ -27,7 +27,7 @@ def sample(
     threads: ThreadsOpt = 0,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Samples denoised and decoded together; lower it to save memory on a Pi.")] = 4,
     eta: Annotated[float, typer.Option("--eta", min=0.0, help="DDIM eta (0 = deterministic).")] = 0.0,
-    runtime: Annotated[str, typer.Option("--runtime", help="onnxruntime (the Pi path).")] = "onnxruntime",
+    runtime: Annotated[str, typer.Option("--runtime", help="onnxruntime (the Pi path, no torch) or torchscript (drives a TorchScript bundle with the same loop; imports torch).")] = "onnxruntime",
 ) -> None:
     """Run the diffusion loop with onnxruntime + numpy, decode, and write denormalised samples."""
     import numpy as np
@@ -39,8 +39,8 @@ def sample(
     from ubdiff_onnx.runtime.sampler import BundleSampler
 
     console = Console(stderr=True)
-    if runtime != "onnxruntime":
-        raise UserError(f"--runtime: {runtime!r} is not available in this version; use onnxruntime")
+    if runtime not in ("onnxruntime", "torchscript"):
+        raise UserError(f"--runtime: expected onnxruntime or torchscript, got {runtime!r}")
     if sampler not in ("ddim", "ddpm"):
         raise UserError(f"--sampler: expected ddim or ddpm, got {sampler!r}")
     if num_samples < 1:
@@ -55,7 +55,7 @@ def sample(
         except ImportError:
             raise UserError("--png needs matplotlib: pip install 'ubdiff-onnx[plot]'") from None
     try:
-        smp = BundleSampler(bundle_dir, threads=threads)
+        smp = BundleSampler(bundle_dir, threads=threads, runtime=runtime)
     except BundleError as exc:
         raise UserError(str(exc)) from None
     T = smp.tables.num_timesteps

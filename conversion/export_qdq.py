@@ -1,0 +1,79 @@
+"""INT8 QDQ bundle components by post-training quantization of the FP32 graphs.
+
+The velocity decoder's ConvTranspose layers are first rewritten exactly (see ``rewrite.py``) so
+that onnxruntime can run them as QLinearConv; then each FP32 graph is calibrated and quantized,
+and the optimised graph is checked: a heavy operator left in float fails the export.
+"""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from torch import nn
+
+from ubdiff_onnx.conversion.components import component_modules
+from ubdiff_onnx.conversion.export_onnx import OPSET, export_component
+from ubdiff_onnx.conversion.quantize import (
+    QuantizationConfig,
+    calibration_feeds,
+    float_heavy_ops,
+    int4_big_matmul,
+    optimized_op_histogram,
+    quantize_component,
+)
+from ubdiff_onnx.conversion.rewrite import fold_batchnorm, rewrite_velocity_decoder
+from ubdiff_onnx.errors import UserError
+from ubdiff_onnx.runtime.manifest import COMPONENTS, io_spec
+
+
+def int8_ready_copy(model):
+    """A deep copy ready for INT8: BatchNorm folded into the preceding conv/linear of both decoder
+    paths (a BN left after a rewritten ConvTranspose would run in float between DQ/Q pairs), then
+    the velocity decoder's ConvTranspose layers rewritten exactly."""
+    m = copy.deepcopy(model).eval()
+    for block in [*m.velocity_decoder.blocks, m.velocity_decoder.head]:
+        fold_batchnorm(block.conv, block.norm)
+        block.norm = nn.Identity()
+    for proj in (m.velocity_projector, m.seismic_projector):
+        fold_batchnorm(proj.fc, proj.norm)
+        proj.norm = nn.Identity()
+    rewrite_velocity_decoder(m.velocity_decoder)
+    return m
+
+
+def export_qdq_components(model, stage_dir: Path, velocities: np.ndarray, qcfg: QuantizationConfig,
+                          progress: Callable[[str], None] | None = None) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """Quantize the three graphs into ``stage_dir``; returns (manifest component entries, report)."""
+    latent_dim = model.cfg.latent_dim
+    work = int8_ready_copy(model)
+    modules = component_modules(work)
+    feeds = calibration_feeds(model, velocities, qcfg)
+    entries: dict[str, dict[str, Any]] = {}
+    report: dict[str, Any] = {"scheme": qcfg.to_dict(), "op_histogram": {}, "int4_nodes": []}
+    with tempfile.TemporaryDirectory(prefix=".fp32-", dir=stage_dir) as tmp:
+        for name in COMPONENTS:
+            fp32 = Path(tmp) / f"{name}.onnx"
+            export_component(name, modules[name], latent_dim, fp32)
+            src, exclude = fp32, []
+            if name == "seismic_decoder" and qcfg.int4_seismic:
+                src = Path(tmp) / f"{name}.int4.onnx"
+                exclude = int4_big_matmul(fp32, src, qcfg.int4_block_size)
+                report["int4_nodes"] = exclude
+            rel = f"{name}/model.onnx"
+            out = stage_dir / rel
+            out.parent.mkdir(parents=True, exist_ok=True)
+            quantize_component(src, out, feeds[name], qcfg, exclude)
+            fp32.unlink()
+            hist = optimized_op_histogram(out)
+            report["op_histogram"][name] = hist
+            left = float_heavy_ops(hist)
+            if left:
+                raise UserError(f"{name}: after onnxruntime optimisation these heavy ops still run in float: {left}; the INT8 export is not real")
+            entries[name] = {"path": rel, "format": "onnx", "opset": OPSET, **io_spec(latent_dim)[name]}
+            if progress:
+                progress(name)
+    return entries, report
