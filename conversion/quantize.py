@@ -37,7 +37,9 @@ class QuantizationConfig:
     """U-Net calibration inputs: (x_t, t) of every step of this many seeded DDIM trajectories."""
     op_types: tuple[str, ...] = ("Conv", "Gemm", "MatMul")
     int4_seismic: bool = False
-    int4_block_size: int = 32
+    int4_block_size: int = 128
+    """128 (onnxruntime's default): on the paper seismic Linear, blocks of 32/64/128 give output cosine
+    0.9977/0.9976/0.9975 against FP32 (random weights) while the scales cost 28/14/7 MB."""
     seed: int = 0
 
     def to_dict(self) -> dict:
@@ -145,7 +147,7 @@ def _big_gemms_to_matmul(model, min_weights: int) -> list[str]:
     return names
 
 
-def int4_big_matmul(fp32_path: Path, out_path: Path, block_size: int = 32, min_weights: int = 1_000_000) -> list[str]:
+def int4_big_matmul(fp32_path: Path, out_path: Path, block_size: int = 128, min_weights: int = 1_000_000) -> list[str]:
     """4-bit block-wise symmetric weights (MatMulNBits) for the Linear layers with ≥ ``min_weights``
     weights — in UB-Diff only the seismic decoder's 640→350000 — and nothing else; returns their names."""
     import onnx

@@ -5,10 +5,11 @@ ConvTranspose runs in float and dequantises its weights on every call. The veloc
 ConvTranspose layers are therefore rewritten, exactly in FP32, before export:
 
 - on a 1×1 input, ConvTranspose(k) is a matrix product: ``Linear(C → O·k·k)`` + reshape;
-- stride 2, kernel 4, padding 1 is a sub-pixel convolution: a 3×3 convolution (padding 1) with
-  4·O output channels, one group per output phase, followed by ``pixel_shuffle(2)``
-  (DepthToSpace). In 1-D: y[2m] = w₁·x[m] + w₃·x[m-1] and y[2m+1] = w₀·x[m+1] + w₂·x[m], so the
-  phase-0 taps over (x[m-1], x[m], x[m+1]) are (w₃, w₁, 0) and the phase-1 taps are (0, w₂, w₀).
+- stride 2, kernel 4, padding 1 is a sub-pixel convolution: four 2×2 convolutions, one per output
+  phase, over shifted views of the 1-padded input, interleaved by ``pixel_shuffle(2)``
+  (DepthToSpace). In 1-D: y[2m] = w₁·x[m] + w₃·x[m-1] and y[2m+1] = w₀·x[m+1] + w₂·x[m], so over
+  the padded window (x[m-1], x[m], x[m+1]) phase 0 uses taps (w₃, w₁) at offsets 0-1 and phase 1
+  uses (w₂, w₀) at offsets 1-2.
 """
 
 from __future__ import annotations
@@ -39,27 +40,37 @@ class PointConvTranspose(nn.Module):
 
 
 class SubPixelConvTranspose(nn.Module):
-    """ConvTranspose2d(k=4, s=2, p=1) as Conv2d(3×3, p=1, 4·O channels) + pixel_shuffle(2) (exact)."""
+    """ConvTranspose2d(k=4, s=2, p=1) as four 2×2 phase convolutions + pixel_shuffle(2) (exact).
+
+    Output pixel (2m+ry, 2n+rx) only ever sees the 2×2 input window starting at (m+ry-1, n+rx-1)
+    of the input, through 4 of the 16 kernel taps; each phase is a plain convolution over a shifted
+    view of the 1-padded input. Same weights and MACs as the ConvTranspose (no zero taps), and
+    every convolution runs as QLinearConv in onnxruntime.
+    """
 
     def __init__(self, ct: nn.ConvTranspose2d) -> None:
         super().__init__()
-        c, o, kh, kw = ct.weight.shape
+        c, o, _, _ = ct.weight.shape
         w = ct.weight.detach()
-        conv_w = torch.zeros(o, 2, 2, c, 3, 3, dtype=w.dtype)  # (o, ry, rx, c, a, b) → CRD channel order
+        self.phases = nn.ModuleList()
         for ry in (0, 1):
             for rx in (0, 1):
-                for a, ky in enumerate(_TAPS[ry]):
-                    for b, kx in enumerate(_TAPS[rx]):
-                        if ky is not None and kx is not None:
-                            conv_w[:, ry, rx, :, a, b] = w[:, :, ky, kx].t()
-        self.conv = nn.Conv2d(c, 4 * o, 3, padding=1)
-        with torch.no_grad():
-            self.conv.weight.copy_(conv_w.reshape(4 * o, c, 3, 3))
-            bias = ct.bias.detach() if ct.bias is not None else torch.zeros(o)
-            self.conv.bias.copy_(bias[:, None].expand(o, 4).reshape(-1))
+                conv = nn.Conv2d(c, o, 2, bias=True)
+                kernel = torch.empty(o, c, 2, 2, dtype=w.dtype)
+                for a in (0, 1):
+                    for b in (0, 1):
+                        kernel[:, :, a, b] = w[:, :, _TAPS[ry][a + ry], _TAPS[rx][b + rx]].t()
+                with torch.no_grad():
+                    conv.weight.copy_(kernel)
+                    conv.bias.copy_(ct.bias.detach() if ct.bias is not None else torch.zeros(o))
+                self.phases.append(conv)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.pixel_shuffle(self.conv(x), 2)
+        h, w = x.shape[-2], x.shape[-1]
+        xp = F.pad(x, (1, 1, 1, 1))
+        outs = [conv(xp[:, :, ry:ry + h + 1, rx:rx + w + 1]) for (ry, rx), conv in zip(((0, 0), (0, 1), (1, 0), (1, 1)), self.phases)]
+        y = torch.stack(outs, dim=2)  # (B, O, 4, H, W): channel order (o, ry, rx) as pixel_shuffle expects
+        return F.pixel_shuffle(y.reshape(y.shape[0], -1, h, w), 2)
 
 
 def is_point(ct: nn.ConvTranspose2d) -> bool:

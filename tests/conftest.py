@@ -120,11 +120,22 @@ def max_abs(a, b) -> float:
 
 @pytest.fixture(scope="session")
 def tiny_fp32_bundle(tmp_path_factory, tiny_checkpoint) -> Path:
-    from ubdiff_onnx.conversion.bundle import export_bundle
+    """Made through the real CLI (``ubdiff-onnx export``), so the CLI path is covered once."""
+    from typer.testing import CliRunner
+
+    from ubdiff_onnx.cli.main import app
 
     out = tmp_path_factory.mktemp("bundles") / "tiny-fp32"
-    export_bundle(tiny_checkpoint, out, "fp32")
+    result = CliRunner().invoke(app, ["export", str(tiny_checkpoint), str(out), "--format", "fp32"])
+    assert result.exit_code == 0, result.output
     return out
+
+
+def fast_quantization():
+    """A smaller calibration set than the defaults, to keep the suite fast (same code path)."""
+    from ubdiff_onnx.conversion.quantize import QuantizationConfig
+
+    return QuantizationConfig(calibration_samples=8, calibration_trajectories=2, calibration_steps=10)
 
 
 @pytest.fixture(scope="session")
@@ -142,5 +153,5 @@ def tiny_qdq_bundle(tmp_path_factory, tiny_checkpoint, small_dataset) -> Path:
     from ubdiff_onnx.conversion.bundle import export_bundle
 
     out = tmp_path_factory.mktemp("bundles") / "tiny-qdq"
-    export_bundle(tiny_checkpoint, out, "qdq", calibrate=small_dataset)
+    export_bundle(tiny_checkpoint, out, "qdq", calibrate=small_dataset, qconfig=fast_quantization())
     return out

@@ -84,12 +84,10 @@ def test_convert_refuses_to_overwrite(tmp_path, refactor_file):
     assert dst.read_text() == "keep me"
 
 
-def test_convert_then_export_writes_a_validated_bundle_atomically(tmp_path, tiny_checkpoint):
-    out = tmp_path / "bundle"
-    result = _run("export", tiny_checkpoint, out, "--format", "fp32")
-    assert result.exit_code == 0, result.output
-    assert (out / "manifest.json").is_file()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]  # no staging leftovers
+def test_cli_export_writes_a_validated_bundle_atomically(tiny_fp32_bundle, tiny_checkpoint):
+    out = tiny_fp32_bundle  # made by `ubdiff-onnx export` (tests/conftest.py)
+    assert (out / "manifest.json").is_file() and (out / "validation.json").is_file()
+    assert sorted(p.name for p in out.parent.iterdir()) == ["tiny-fp32"]  # no staging leftovers
     # a second export refuses the non-empty folder, and leaves it untouched
     before = (out / "manifest.json").read_bytes()
     _one_line_error(_run("export", tiny_checkpoint, out), "--overwrite")

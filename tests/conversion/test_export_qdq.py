@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from tests.conftest import fast_quantization
 from ubdiff_onnx.cli.main import app
 from ubdiff_onnx.conversion.quantize import HEAVY_FLOAT_OPS, float_heavy_ops, optimized_op_histogram
 from ubdiff_onnx.runtime.manifest import COMPONENTS, read_manifest
@@ -50,7 +51,7 @@ def test_int4_bundle_uses_matmulnbits_for_the_big_linear(tmp_path, tiny_checkpoi
     from ubdiff_onnx.conversion.bundle import export_bundle
 
     out = tmp_path / "int4"
-    res = export_bundle(tiny_checkpoint, out, "qdq", calibrate=small_dataset, weights="int4")
+    res = export_bundle(tiny_checkpoint, out, "qdq", calibrate=small_dataset, weights="int4", qconfig=fast_quantization())
     man = res.manifest
     assert man["precision"] == "int4"
     hist = man["quantization"]["op_histogram"]["seismic_decoder"]
