@@ -1,0 +1,347 @@
+"""``evaluate``: sample a bundle (and its FP32 reference) from the same x_T, then measure fidelity,
+distribution and physics consistency, and write the report.
+
+Flow: open data → pick real samples (seeded) → x_T for N samples → DDIM (eta 0) through the bundle
+and the reference in lockstep, batch by batch: fidelity metrics, forward modelling of each generated
+velocity map (physics), keep velocities (small) and a few seismic records for the panels → physics
+of real pairs → encode real and generated velocity maps with the trained encoder → Fréchet
+distances and velocity statistics → targets → report files. Only one batch of seismic data per
+bundle is in memory at a time.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib.metadata
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Protocol
+
+import numpy as np
+
+from ubdiff_onnx.errors import UserError
+from ubdiff_onnx.evaluation.distribution import LatentEncoder, frechet_from_features, velocity_statistics, wasserstein_1d
+from ubdiff_onnx.evaluation.fidelity import compare_samples, summarize
+from ubdiff_onnx.evaluation.physics import physics_errors
+
+# Issue 7's quality targets (INT8 vs FP32 on the trained tiny model).
+TARGET_SSIM = 0.95
+TARGET_MAE = 50.0  # m/s
+TARGET_RATIO = 1.10  # INT8's Fréchet distance / physics error at most 10 % above FP32's
+
+
+@dataclass
+class EvalOptions:
+    num_samples: int = 64
+    steps: int = 50
+    seed: int = 0
+    batch_size: int = 8
+    num_real: int = 256
+    threads: int = 0
+    panels: int = 4
+
+
+@dataclass
+class EvalInputs:
+    bundle: Path
+    data: Path
+    reference: Optional[Path] = None
+    checkpoint: Optional[Path] = None
+
+
+class ProgressHook(Protocol):
+    def task(self, name: str, total: int) -> Callable[[int], None]: ...
+
+
+class _NoProgress:
+    def task(self, name: str, total: int) -> Callable[[int], None]:
+        return lambda n: None
+
+
+@dataclass
+class _Side:
+    """What one generating bundle accumulates while sampling."""
+
+    label: str
+    velocity: list = field(default_factory=list)
+    physics: dict = field(default_factory=lambda: {"rel_l2": [], "corr": [], "rel_l2_log": []})
+    panel_velocity: list = field(default_factory=list)
+    panel_seismic: list = field(default_factory=list)
+    physics_panel: Optional[tuple[np.ndarray, np.ndarray]] = None  # (generated, simulated) of sample 0
+
+    def add_physics(self, vel: np.ndarray, seis: np.ndarray) -> None:
+        errs, sim = physics_errors(vel, seis)
+        for k, v in errs.items():
+            self.physics[k].extend(v.tolist())
+        if self.physics_panel is None:
+            self.physics_panel = (seis[0].copy(), sim[0].copy())
+
+
+# ---------------------------------------------------------------------------------------------
+# inputs
+
+
+def runtime_for(precision: str) -> str:
+    return "torchscript" if precision.startswith("torchscript") else "onnxruntime"
+
+
+def open_sampler(path: Path, flag: str, threads: int):
+    from ubdiff_onnx.runtime.manifest import BundleError, read_manifest
+    from ubdiff_onnx.runtime.sampler import BundleSampler
+
+    try:
+        man = read_manifest(path)
+        return BundleSampler(path, threads=threads, runtime=runtime_for(man.precision))
+    except BundleError as exc:
+        raise UserError(f"{flag} {exc}") from None
+
+
+def bundle_info(path: Path, smp) -> dict[str, Any]:
+    m = smp.manifest
+    return {
+        "path": str(path),
+        "precision": m.precision,
+        "preset": m.data.get("preset"),
+        "latent_dim": smp.latent_dim,
+        "runtime": runtime_for(m.precision),
+        "dataset": m.normalization.get("name"),
+        "weights_source": (m.data.get("weights") or {}).get("source"),
+    }
+
+
+def find_encoder_checkpoint(checkpoint: Optional[Path], manifest) -> tuple[Optional[Path], str]:
+    """The checkpoint holding the trained encoder, and how it was found (or why there is none)."""
+    if checkpoint is not None:
+        if not Path(checkpoint).is_file():
+            raise UserError(f"--checkpoint {checkpoint}: file not found")
+        return Path(checkpoint), "--checkpoint"
+    source = (manifest.data.get("weights") or {}).get("source")
+    if source:
+        run_dir = Path(str(source)).expanduser()
+        if run_dir.is_dir() and (run_dir / "last.pt").is_file():
+            return run_dir / "last.pt", f"the training run recorded in the bundle manifest ({run_dir})"
+    return None, "no --checkpoint given and the bundle manifest names no training run folder with last.pt"
+
+
+def pick_real(n_data: int, opts: EvalOptions) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded random real samples: (for the distribution, for physics — a prefix of the first)."""
+    perm = np.random.default_rng([opts.seed, 7]).permutation(n_data)
+    dist = perm[: min(opts.num_real, n_data)]
+    phys = perm[: min(opts.num_samples, n_data)]
+    return dist, phys
+
+
+def _versions() -> dict[str, Optional[str]]:
+    out = {}
+    for name in ("ubdiff-onnx", "onnxruntime", "numpy", "torch", "deepwave"):
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the run
+
+
+@dataclass
+class Prepared:
+    """Everything checked and loaded before the long part starts (so bad input fails in seconds)."""
+
+    inputs: EvalInputs
+    opts: EvalOptions
+    smp: Any
+    ref: Any
+    folder: Any
+    dist_idx: np.ndarray
+    phys_idx: np.ndarray
+    encoder: Optional[LatentEncoder]
+    encoder_info: Optional[dict[str, Any]]
+    notes: list[str]
+
+
+def prepare(inputs: EvalInputs, opts: EvalOptions) -> Prepared:
+    """Validate flags, open the bundles and the data, load the encoder; raises UserError on bad input."""
+    from ubdiff_onnx.data.openfwi import open_folder
+
+    if opts.num_samples < 2:
+        raise UserError(f"--num-samples: expected >= 2 (a covariance needs two samples), got {opts.num_samples}")
+    if opts.batch_size < 1:
+        raise UserError(f"--batch-size: expected >= 1, got {opts.batch_size}")
+    if opts.num_real < 2:
+        raise UserError(f"--num-real: expected >= 2, got {opts.num_real}")
+
+    notes: list[str] = []
+    smp = open_sampler(inputs.bundle, "--bundle", opts.threads)
+    T = smp.tables.num_timesteps
+    if not 1 <= opts.steps <= T:
+        raise UserError(f"--steps: expected 1..{T} for DDIM, got {opts.steps}")
+    ref = None
+    if inputs.reference is not None:
+        ref = open_sampler(inputs.reference, "--reference", opts.threads)
+        if ref.latent_dim != smp.latent_dim:
+            raise UserError(f"--reference {inputs.reference}: latent size {ref.latent_dim} differs from --bundle's {smp.latent_dim}; the comparison needs the same x_T")
+        if ref.manifest.data.get("config") != smp.manifest.data.get("config"):
+            notes.append("the reference bundle's model config differs from the bundle's; are they exports of the same checkpoint?")
+        if ref.norm != smp.norm:
+            notes.append("the reference bundle's normalisation constants differ from the bundle's")
+    else:
+        notes.append("no --reference: the fidelity section and the FP32 columns are skipped (pass the FP32 bundle of the same checkpoint)")
+
+    folder = open_folder(inputs.data)
+    if len(folder) < 2:
+        raise UserError(f"--data {inputs.data}: needs at least 2 samples, has {len(folder)}")
+    dist_idx, phys_idx = pick_real(len(folder), opts)
+
+    ckpt_path, how = find_encoder_checkpoint(inputs.checkpoint, smp.manifest)
+    encoder, encoder_info = None, None
+    if ckpt_path is None:
+        notes.append(f"Fréchet distance skipped: {how}; pass --checkpoint CKPT (the training checkpoint: the encoder is not in the bundle)")
+    else:
+        encoder = LatentEncoder(ckpt_path)
+        encoder_info = {"checkpoint": str(ckpt_path), "found_via": how, "latent_dim": encoder.latent_dim,
+                        "config_matches_bundle": encoder.config.to_dict() == smp.manifest.data.get("config")}
+        if not encoder_info["config_matches_bundle"]:
+            notes.append(f"the encoder checkpoint's config differs from the bundle's ({ckpt_path}); distances are still in that encoder's latent space")
+    return Prepared(inputs, opts, smp, ref, folder, dist_idx, phys_idx, encoder, encoder_info, notes)
+
+
+def run_evaluation(prep: Prepared, progress: Optional[ProgressHook] = None, command: str = "ubdiff-onnx evaluate") -> dict[str, Any]:
+    """Compute every section; returns the report (JSON-ready) plus ``_panels`` arrays for the PNGs."""
+    progress = progress or _NoProgress()
+    inputs, opts, smp, ref, folder = prep.inputs, prep.opts, prep.smp, prep.ref, prep.folder
+    dist_idx, phys_idx, notes, enc, encoder_info = prep.dist_idx, prep.phys_idx, list(prep.notes), prep.encoder, prep.encoder_info
+    norm = smp.norm
+
+    n = opts.num_samples
+    x_T, _ = smp.initial_noise(opts.seed, np.arange(n))
+    main = _Side(smp.manifest.precision)
+    other = _Side(ref.manifest.precision) if ref is not None else None
+    fidelity: dict[str, list] = {}
+
+    # -- generate, fidelity, physics of generated pairs ------------------------------------------
+    step_tick = progress.task("sampling (U-Net steps)", opts.steps * n * (2 if ref is not None else 1))
+    phys_tick = progress.task("forward modelling", n * (2 if ref is not None else 1) + len(phys_idx))
+    kw = dict(steps=opts.steps, sampler="ddim", seed=opts.seed, eta=0.0, batch_size=opts.batch_size, init_noise=x_T)
+    gen_main = smp.sample(n, progress=step_tick, **kw)
+    gen_ref = ref.sample(n, progress=step_tick, **kw) if ref is not None else None
+    for batch in gen_main:
+        rbatch = next(gen_ref) if gen_ref is not None else None
+        main.velocity.append(batch.velocity)
+        keep = max(0, opts.panels - sum(len(p) for p in main.panel_velocity))
+        if keep:
+            main.panel_velocity.append(batch.velocity[:keep])
+            main.panel_seismic.append(batch.seismic[:keep])
+        main.add_physics(batch.velocity, batch.seismic)
+        phys_tick(len(batch.indices))
+        if rbatch is not None:
+            for k, v in compare_samples(batch.velocity, batch.seismic, rbatch.velocity, rbatch.seismic, norm.label_min, norm.label_max).items():
+                fidelity.setdefault(k, []).extend(v.tolist())
+            other.velocity.append(rbatch.velocity)
+            if keep:
+                other.panel_velocity.append(rbatch.velocity[:keep])
+                other.panel_seismic.append(rbatch.seismic[:keep])
+            other.add_physics(rbatch.velocity, rbatch.seismic)
+            phys_tick(len(rbatch.indices))
+
+    # -- physics of real pairs ---------------------------------------------------------------
+    real = _Side("real")
+    for start in range(0, len(phys_idx), opts.batch_size):
+        idx = phys_idx[start : start + opts.batch_size]
+        vel = np.stack([folder.velocity(int(i)) for i in idx])
+        seis = np.stack([folder.seismic(int(i)) for i in idx])
+        real.add_physics(vel, seis)
+        phys_tick(len(idx))
+
+    # -- distribution ------------------------------------------------------------------------
+    real_vel = np.stack([folder.velocity(int(i)) for i in dist_idx])
+    gen_vel = np.concatenate(main.velocity)
+    ref_vel = np.concatenate(other.velocity) if other is not None else None
+    frechet: Optional[dict[str, Any]] = None
+    latents: dict[str, np.ndarray] = {}
+    if enc is not None:
+        enc_tick = progress.task("encoding", len(real_vel) + len(gen_vel) + (len(ref_vel) if ref_vel is not None else 0))
+        latents["real"] = enc.encode(real_vel, norm, progress=enc_tick)
+        latents["bundle"] = enc.encode(gen_vel, norm, progress=enc_tick)
+        if ref_vel is not None:
+            latents["reference"] = enc.encode(ref_vel, norm, progress=enc_tick)
+        half = len(latents["real"]) // 2
+        frechet = {
+            "bundle_vs_real": frechet_from_features(latents["bundle"], latents["real"]),
+            "reference_vs_real": frechet_from_features(latents["reference"], latents["real"]) if "reference" in latents else None,
+            "bundle_vs_reference": frechet_from_features(latents["bundle"], latents["reference"]) if "reference" in latents else None,
+            "real_half_vs_half": frechet_from_features(latents["real"][:half], latents["real"][half:]) if half >= 2 else None,
+            "n_generated": len(gen_vel),
+            "n_real": len(real_vel),
+            "real_half_size": half,
+        }
+        if frechet["reference_vs_real"]:
+            frechet["ratio_bundle_to_reference"] = frechet["bundle_vs_real"] / frechet["reference_vs_real"]
+        frechet["real_latent_total_variance"] = float(np.trace(np.atleast_2d(np.cov(latents["real"], rowvar=False))))
+        if frechet["real_latent_total_variance"] < 1e-6:
+            notes.append(f"the encoder's latents of real maps hardly vary (total variance {frechet['real_latent_total_variance']:.3g}): "
+                         "the encoder looks untrained or collapsed, so its Fréchet distances say little")
+        if len(gen_vel) <= enc.latent_dim:
+            notes.append(f"{len(gen_vel)} generated samples for a {enc.latent_dim}-dim latent: covariances are rank-deficient and the Fréchet distance is biased up; compare only runs with the same counts")
+
+    lo, hi = norm.label_min, norm.label_max
+    velocity_stats = {"real": velocity_statistics(real_vel, lo, hi), "bundle": velocity_statistics(gen_vel, lo, hi)}
+    w1 = {"bundle": wasserstein_1d(gen_vel, real_vel)}
+    if ref_vel is not None:
+        velocity_stats["reference"] = velocity_statistics(ref_vel, lo, hi)
+        w1["reference"] = wasserstein_1d(ref_vel, real_vel)
+
+    # -- assemble ------------------------------------------------------------------------------
+    physics = {"bundle": {k: summarize(v) for k, v in main.physics.items()}, "real": {k: summarize(v) for k, v in real.physics.items()}}
+    if other is not None:
+        physics["reference"] = {k: summarize(v) for k, v in other.physics.items()}
+    report: dict[str, Any] = {
+        "format": "ubdiff-onnx-evaluation",
+        "version": 1,
+        "command": command,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "versions": _versions(),
+        "options": {**asdict(opts), "sampler": "ddim", "eta": 0.0, "velocity_ssim_range_ms": [norm.label_min, norm.label_max]},
+        "bundle": bundle_info(inputs.bundle, smp),
+        "reference": bundle_info(inputs.reference, ref) if ref is not None else None,
+        "data": {"path": str(inputs.data), "samples": len(folder), "distribution_samples": [int(i) for i in dist_idx],
+                 "physics_samples": [int(i) for i in phys_idx]},
+        "encoder": encoder_info,
+        "fidelity": {k: summarize(v) for k, v in fidelity.items()} if fidelity else None,
+        "distribution": {"frechet": frechet, "velocity": velocity_stats, "velocity_w1_to_real_ms": w1},
+        "physics": physics,
+        "notes": notes,
+    }
+    report["targets"] = targets(report)
+    report["_panels"] = {
+        "bundle": (np.concatenate(main.panel_velocity), np.concatenate(main.panel_seismic)),
+        "reference": (np.concatenate(other.panel_velocity), np.concatenate(other.panel_seismic)) if other is not None else None,
+        "physics": {"bundle": main.physics_panel, "reference": other.physics_panel if other is not None else None, "real": real.physics_panel},
+        "velocity": {"real": real_vel, "bundle": gen_vel, "reference": ref_vel},
+        "latents": latents,
+    }
+    return report
+
+
+def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 7's INT8-vs-FP32 quality targets; ``met`` is None where the inputs to measure one are missing."""
+    fid, dist, phys = report["fidelity"], report["distribution"]["frechet"], report["physics"]
+    out = []
+
+    def add(what: str, measured: Optional[float], op: str, target: float, unit: str, why_missing: str) -> None:
+        met = None if measured is None else (measured >= target if op == ">=" else measured <= target)
+        out.append({"what": what, "measured": measured, "op": op, "target": target, "unit": unit, "met": met,
+                    **({"missing": why_missing} if measured is None else {})})
+
+    no_ref = "needs --reference"
+    add("velocity SSIM, bundle vs reference (mean)", fid["velocity_ssim"]["mean"] if fid else None, ">=", TARGET_SSIM, "", no_ref)
+    add("velocity MAE, bundle vs reference (mean)", fid["velocity_mae"]["mean"] if fid else None, "<=", TARGET_MAE, " m/s", no_ref)
+    ratio = dist.get("ratio_bundle_to_reference") if dist else None
+    add("Fréchet distance to real, bundle ÷ reference", ratio, "<=", TARGET_RATIO, "×",
+        no_ref if report["reference"] is None else "needs --checkpoint (the encoder)")
+    pr = None
+    if "reference" in phys and phys["reference"]["rel_l2"]["mean"]:
+        pr = phys["bundle"]["rel_l2"]["mean"] / phys["reference"]["rel_l2"]["mean"]
+    add("physics rel L2, bundle ÷ reference", pr, "<=", TARGET_RATIO, "×", no_ref)
+    return out
