@@ -1,0 +1,199 @@
+"""``ubdiff-onnx quickstart``: the whole mission on the embedded dataset, as six resumable steps.
+
+Each step runs one ``ubdiff-onnx`` command in its own process — exactly what a user would type —
+with its output in ``OUT/logs/<step>.log``. Separate processes keep the torch-free steps torch-free
+(sampling, the onnxruntime benchmark workers) and make every step restartable. A finished step is
+recorded in ``OUT/quickstart.json`` with its artefacts; re-running skips it (and says so) unless
+``force``. ``OUT/report.md`` is written at the end from the steps' own JSON outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ubdiff_onnx.errors import UserError
+
+STATE_FILE = "quickstart.json"
+
+
+@dataclass(frozen=True)
+class QuickstartConfig:
+    """Sizes of the run; ``smoke`` is the even smaller configuration the tests use."""
+
+    data_samples: int = 256
+    train_steps: int | None = None          # None: the tiny preset's defaults (the full tiny training)
+    train_epochs: int | None = None
+    sample_count: int = 8
+    sample_steps: int = 50
+    bench_repeat: int = 30
+    bench_threads: str = "1,2"
+    eval_samples: int = 32
+    seed: int = 0
+
+    @classmethod
+    def smoke(cls) -> "QuickstartConfig":
+        return cls(data_samples=16, train_steps=3, train_epochs=1, sample_count=2, sample_steps=4, bench_repeat=2, bench_threads="1", eval_samples=3)
+
+
+@dataclass
+class Step:
+    name: str
+    title: str
+    expected_s: float                       # rough duration on 2 cores, for the time-left display
+    run: Callable[["Quickstart"], list[str] | None]
+    outputs: Callable[["Quickstart"], list[Path]] = field(default=lambda q: [])
+
+
+class Quickstart:
+    def __init__(self, out_dir: Path, cfg: QuickstartConfig, force: bool = False, data: Path | None = None) -> None:
+        self.out = Path(out_dir)
+        self.cfg = cfg
+        self.force = force
+        self.user_data = data
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "logs").mkdir(exist_ok=True)
+        self.state_path = self.out / STATE_FILE
+        self.state: dict[str, Any] = self._load_state()
+
+    # -- paths ---------------------------------------------------------------------------------
+    @property
+    def run_dir(self) -> Path:
+        return self.out / "run"
+
+    def bundle(self, kind: str) -> Path:
+        return self.out / "bundles" / kind
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.state["data"]["data_dir"])
+
+    # -- state ---------------------------------------------------------------------------------
+    def _load_state(self) -> dict[str, Any]:
+        if self.state_path.exists():
+            try:
+                state = json.loads(self.state_path.read_text())
+            except json.JSONDecodeError:
+                raise UserError(f"{self.state_path}: corrupt quickstart state; delete it or pass --force") from None
+            if state.get("config") != asdict(self.cfg) and not self.force:
+                raise UserError(f"{self.out}: made with another quickstart configuration; pass --force to redo it or choose another OUT_DIR")
+            return state
+        return {"config": asdict(self.cfg)}
+
+    def _save_state(self) -> None:
+        self.state["config"] = asdict(self.cfg)
+        tmp = self.state_path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.state, indent=2) + "\n")
+        os.replace(tmp, self.state_path)
+
+    def done(self, step: Step) -> bool:
+        entry = self.state.get(step.name)
+        return bool(entry and entry.get("done") and all(Path(p).exists() for p in entry.get("outputs", [])))
+
+    # -- running commands ----------------------------------------------------------------------
+    def cli(self, step: str, *args: str | Path) -> None:
+        """Run ``ubdiff-onnx ARGS`` in a fresh process; its output goes to logs/<step>.log."""
+        cmd = [sys.executable, "-m", "ubdiff_onnx", *map(str, args)]
+        log = self.out / "logs" / f"{step}.log"
+        with open(log, "a", encoding="utf-8") as fh:
+            fh.write(f"$ ubdiff-onnx {' '.join(map(str, args))}\n")
+            fh.flush()
+            proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        if proc.returncode != 0:
+            last = [ln for ln in log.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()][-1:] or ["no output"]
+            raise UserError(f"quickstart step {step!r} failed (`ubdiff-onnx {args[0]}` exit {proc.returncode}): {last[0].strip()} — full log: {log}")
+
+
+# -- the six steps ---------------------------------------------------------------------------
+def _data(q: Quickstart) -> list[str]:
+    if q.user_data is not None:
+        path = q.user_data
+    else:
+        from ubdiff_onnx.data.embedded import embedded_dataset
+
+        path = embedded_dataset(q.cfg.data_samples, progress=False)
+    q.state["data"] = {"data_dir": str(path)}
+    return [str(path)]
+
+
+def _train(q: Quickstart) -> list[str]:
+    args: list[str | Path] = ["train", q.run_dir, "--data", q.data_dir, "--preset", "tiny", "--stage", "all", "--seed", str(q.cfg.seed), "--no-progress"]
+    if q.force:
+        args.append("--overwrite")
+    elif (q.run_dir / "run.json").exists():
+        args.append("--resume")  # an interrupted training continues from its last checkpoint
+    if q.cfg.train_steps:
+        args += ["--steps", str(q.cfg.train_steps)]
+    if q.cfg.train_epochs:
+        args += ["--epochs", str(q.cfg.train_epochs)]
+    q.cli("train", *args)
+    return [str(q.run_dir / "last.pt")]
+
+
+def _float_checkpoint(q: Quickstart) -> Path:
+    return q.run_dir / "diffusion.pt"
+
+
+def _export(q: Quickstart) -> list[str]:
+    ckpt = _float_checkpoint(q)
+    (q.out / "bundles").mkdir(exist_ok=True)
+    q.cli("export", "export", ckpt, q.bundle("fp32"), "--format", "fp32", "--overwrite")
+    q.cli("export", "export", ckpt, q.bundle("qdq"), "--format", "qdq", "--calibrate", q.data_dir, "--overwrite")
+    q.cli("export", "export", ckpt, q.bundle("torchscript"), "--format", "torchscript", "--overwrite")
+    return [str(q.bundle(k) / "manifest.json") for k in ("fp32", "qdq", "torchscript")]
+
+
+def _sample(q: Quickstart) -> list[str]:
+    out = q.out / "samples"
+    out.mkdir(exist_ok=True)
+    q.cli("sample", "sample", q.bundle("qdq"), "--num-samples", str(q.cfg.sample_count), "--steps", str(q.cfg.sample_steps),
+          "--seed", str(q.cfg.seed), "--out", out / "samples.npz", "--png", out / "png")
+    return [str(out / "samples.npz")]
+
+
+def _bench(q: Quickstart) -> list[str]:
+    q.cli("bench", "bench", q.bundle("fp32"), q.bundle("qdq"), q.bundle("torchscript"), "--threads", q.cfg.bench_threads,
+          "--steps", str(q.cfg.sample_steps), "--repeat", str(q.cfg.bench_repeat), "--no-ddpm", "--out", q.out / "bench")
+    return [str(q.out / "bench" / "bench.json")]
+
+
+def _evaluate(q: Quickstart) -> list[str]:
+    q.cli("evaluate", "evaluate", "--bundle", q.bundle("qdq"), "--reference", q.bundle("fp32"), "--checkpoint", _float_checkpoint(q),
+          "--data", q.data_dir, "--num-samples", str(q.cfg.eval_samples), "--steps", str(q.cfg.sample_steps), "--seed", str(q.cfg.seed),
+          "--out", q.out / "evaluation")
+    return [str(q.out / "evaluation" / "evaluate.json")]
+
+
+STEPS = [
+    Step("data", "make or reuse the embedded OpenFWI-like dataset", 30, _data),
+    Step("train", "train the tiny preset: autoencoder → seismic → diffusion → QAT decoders → QAT diffusion", 540, _train),
+    Step("export", "export FP32, INT8 QDQ and TorchScript bundles", 150, _export),
+    Step("sample", "sample from the INT8 bundle with the pure onnxruntime runtime", 20, _sample),
+    Step("bench", "benchmark onnxruntime vs TorchScript, FP32 vs INT8", 120, _bench),
+    Step("evaluate", "evaluate INT8 against FP32 (fidelity, distribution, physics)", 90, _evaluate),
+]
+
+
+def run_quickstart(q: Quickstart, on_step: Callable[[int, Step, str, float], None] | None = None) -> Path:
+    """Run the steps not done yet, then write report.md; ``on_step(i, step, status, seconds_left)``."""
+    from ubdiff_onnx.quickstart_report import write_report
+
+    for i, step in enumerate(STEPS):
+        left = sum(s.expected_s for s in STEPS[i:] if not q.done(s) or q.force)
+        if q.done(step) and not q.force:
+            if on_step:
+                on_step(i, step, "skipped (already done)", left)
+            continue
+        if on_step:
+            on_step(i, step, "running", left)
+        t0 = time.perf_counter()
+        outputs = step.run(q) or []
+        q.state[step.name] = {**q.state.get(step.name, {}), "done": True, "seconds": round(time.perf_counter() - t0, 1), "outputs": outputs}
+        q._save_state()
+    return write_report(q)

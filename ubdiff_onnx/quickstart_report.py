@@ -1,0 +1,94 @@
+"""``OUT/report.md``: what the quickstart made, how big, how fast, how good, and where it is."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ubdiff_onnx.quickstart import Quickstart
+
+
+def _json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _rel(q: "Quickstart", path: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(q.out.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _validation_losses(run_dir: Path) -> list[tuple[str, str, float]]:
+    """(stage, metric, last value) of the validation records in metrics.jsonl."""
+    last: dict[tuple[str, str], float] = {}
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return []
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        stage = rec.get("stage") or rec.get("phase")
+        for key, value in rec.items():
+            if key.startswith("val") and isinstance(value, (int, float)) and stage:
+                last[(stage, key)] = float(value)
+    return [(s, k, v) for (s, k), v in last.items()]
+
+
+def write_report(q: "Quickstart") -> Path:
+    lines = ["# ubdiff-onnx quickstart report", ""]
+    steps = [(name, q.state.get(name, {})) for name in ("data", "train", "export", "sample", "bench", "evaluate")]
+    total = sum(entry.get("seconds", 0) for _, entry in steps)
+    lines += [f"Everything below was made by `ubdiff-onnx quickstart {q.out}` on this machine ({total / 60:.1f} min of step time).", ""]
+    lines += ["| step | seconds | output |", "|---|---:|---|"]
+    for name, entry in steps:
+        outs = ", ".join(f"`{_rel(q, Path(p))}`" for p in entry.get("outputs", []))
+        lines.append(f"| {name} | {entry.get('seconds', '–')} | {outs} |")
+
+    lines += ["", "## Training (tiny preset)", ""]
+    losses = _validation_losses(q.run_dir)
+    if losses:
+        lines += ["| stage | validation metric | value |", "|---|---|---:|"]
+        lines += [f"| {s} | {k} | {v:.4g} |" for s, k, v in losses]
+    lines += ["", f"Checkpoints (one per stage) are in `{_rel(q, q.run_dir)}/`, metrics in `{_rel(q, q.run_dir / 'metrics.jsonl')}`."]
+
+    lines += ["", "## Bundles", "", "| bundle | precision | unet | velocity decoder | seismic decoder | total |", "|---|---|---:|---:|---:|---:|"]
+    for kind in ("fp32", "qdq", "torchscript"):
+        man = _json(q.bundle(kind) / "manifest.json")
+        if not man:
+            continue
+        sizes = [man["components"][c]["bytes"] for c in ("unet", "velocity_decoder", "seismic_decoder")]
+        lines.append(f"| `{_rel(q, q.bundle(kind))}` | {man['precision']} | " + " | ".join(f"{b / 1e6:.2f} MB" for b in sizes) + f" | {sum(sizes) / 1e6:.2f} MB |")
+    qdq = _json(q.bundle("qdq") / "manifest.json")
+    if qdq and qdq.get("quantization"):
+        lines += ["", "INT8 kernels onnxruntime runs in the QDQ bundle (from its optimised graph):", ""]
+        for comp, hist in qdq["quantization"]["op_histogram"].items():
+            int8 = {k: v for k, v in hist.items() if k.startswith(("QLinear", "QGemm", "MatMulNBits", "MatMulInteger"))}
+            lines.append(f"- {comp}: {', '.join(f'{k} ×{v}' for k, v in int8.items())}")
+
+    lines += ["", "## Samples (INT8 bundle, pure onnxruntime + numpy)", ""]
+    pngs = sorted((q.out / "samples" / "png").glob("*.png"))
+    lines += [f"`{_rel(q, q.out / 'samples' / 'samples.npz')}` holds velocity (m/s), seismic and latents.", ""]
+    lines += [f"![{p.stem}]({_rel(q, p)})" for p in pngs[:4]]
+
+    for title, md in (("Speed (`ubdiff-onnx bench`)", q.out / "bench" / "bench.md"), ("Quality (`ubdiff-onnx evaluate`)", q.out / "evaluation" / "evaluate.md")):
+        lines += ["", f"## {title}", ""]
+        if md.exists():
+            body = md.read_text().strip().splitlines()
+            if body and body[0].startswith("# "):
+                body = body[1:]
+            lines += [ln.replace("](", f"]({_rel(q, md.parent)}/") if "](" in ln and "://" not in ln else ln for ln in body]
+        else:
+            lines.append("(not run)")
+    out = q.out / "report.md"
+    tmp = out.with_suffix(".md.tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(out)
+    return out
