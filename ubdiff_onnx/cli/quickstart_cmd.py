@@ -29,8 +29,8 @@ def quickstart(
 
     def on_step(i: int, step, status: str, left: float) -> None:
         console.print(f"[bold][{i + 1}/{len(STEPS)}] {step.name}[/]: {step.title} — {status}"
-                      + (f" (about {left / 60:.0f} min left)" if status == "running" else ""))
+                      + (f" (about {left / 60:.0f} min left)" if status == "running" else ""), soft_wrap=True)
 
     with console.status("quickstart…"):
         report = run_quickstart(q, on_step)
-    console.print(f"[green]done[/]: read {report}")
+    console.print(f"[green]done[/]: read {report}", soft_wrap=True)

@@ -1,0 +1,39 @@
+"""The newcomer's path end to end, in the --smoke configuration, and its resume behaviour."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+
+
+def _quickstart(out, data):
+    return subprocess.run([sys.executable, "-m", "ubdiff_onnx", "quickstart", str(out), "--smoke", "--data", str(data)],
+                          capture_output=True, text=True)
+
+
+def test_quickstart_smoke_end_to_end_and_resume(tmp_path, small_dataset):
+    out = tmp_path / "qs"
+    first = _quickstart(out, small_dataset)
+    assert first.returncode == 0, first.stderr[-3000:]
+    report = (out / "report.md").read_text()
+    for section in ("## Training", "## Bundles", "## Samples", "## Speed", "## Quality"):
+        assert section in report
+    assert "QLinearConv" in report
+    state = json.loads((out / "quickstart.json").read_text())
+    assert all(state[s]["done"] for s in ("data", "train", "export", "sample", "bench", "evaluate"))
+    for kind in ("fp32", "qdq", "torchscript"):
+        assert (out / "bundles" / kind / "manifest.json").is_file()
+    with np.load(out / "samples" / "samples.npz") as d:
+        assert d["velocity"].shape == (2, 1, 70, 70) and d["seismic"].shape == (2, 5, 1000, 70)
+    assert (out / "bench" / "bench.json").is_file() and (out / "evaluation" / "evaluate.json").is_file()
+    assert list((out / "samples" / "png").glob("*.png"))
+
+    # an interruption after the benchmark: the evaluate step is not recorded as done
+    del state["evaluate"]
+    (out / "quickstart.json").write_text(json.dumps(state))
+    again = _quickstart(out, small_dataset)
+    assert again.returncode == 0, again.stderr[-3000:]
+    for step in ("data", "train", "export", "sample", "bench"):
+        assert f"{step}: " in again.stderr and "skipped (already done)" in again.stderr.split(f"] {step}:")[1].splitlines()[0]
+    assert "evaluate" in again.stderr and "running" in again.stderr.split("] evaluate:")[1].splitlines()[0]
