@@ -5,7 +5,8 @@ Command modules are imported here (cheap: heavy libraries are imported inside co
 
 from __future__ import annotations
 
-from ubdiff_onnx.cli import checkpoint_cmd, export_cmd, sample_cmd  # noqa: F401  (register commands)
+from ubdiff_onnx.cli import bench_cmd, checkpoint_cmd, evaluate_cmd, export_cmd, quickstart_cmd, sample_cmd  # noqa: F401  (register commands)
+from ubdiff_onnx.cli import train_cmd  # noqa: F401  (register the train command)
 from ubdiff_onnx.cli.app import app
 
 try:

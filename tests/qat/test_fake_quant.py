@@ -1,0 +1,57 @@
+"""The quantizers: observer → scale, LSQ gradients, eval numerics, Python-bool state."""
+
+from __future__ import annotations
+
+import torch
+
+from ubdiff_onnx.qat import ActFakeQuant, QConvTranspose2d, WeightFakeQuant
+from ubdiff_onnx.qat.modules import quantize_layer_
+
+
+def test_activation_observer_sets_uint8_affine_qparams():
+    q = ActFakeQuant()
+    q.start_observing()
+    x = torch.linspace(-1.0, 3.0, 101)
+    assert torch.equal(q(x), x)  # observing passes float through
+    q.finish_observing()
+    assert q.scale.item() == torch.tensor(4.0 / 255).item() and int(q.zero_point) == 64
+    q.eval()
+    y = q(x)
+    assert (y - x).abs().max() <= q.scale.item() / 2 + 1e-6
+    ref = torch.fake_quantize_per_tensor_affine(x, 4.0 / 255, 64, 0, 255)
+    assert torch.equal(y, ref)
+
+
+def test_state_is_python_bools_only():
+    q = ActFakeQuant()
+    for flag in ("enabled", "observing", "calibrated"):
+        assert isinstance(getattr(q, flag), bool)
+    assert isinstance(WeightFakeQuant(4, 0).calibrated, bool)
+
+
+def test_lsq_gives_the_scale_a_gradient_and_matches_eval_forward():
+    q = ActFakeQuant()
+    q.start_observing()
+    x = torch.randn(4, 16)
+    q(x)
+    q.finish_observing()
+    q.train()
+    y = q(x)
+    y.square().sum().backward()
+    assert q.scale.grad is not None and q.scale.grad.abs().item() > 0
+    q.eval()
+    assert torch.allclose(q(x), y.detach(), atol=1e-6)
+
+
+def test_weights_are_int8_symmetric_per_output_channel_axis_1_for_conv_transpose():
+    layer = torch.nn.ConvTranspose2d(3, 5, 4, 2, 1)
+    quantize_layer_(layer)
+    assert isinstance(layer, QConvTranspose2d) and layer.weight_quant.axis == 1
+    layer.weight_quant.init_from(layer.weight)
+    amax = layer.weight.detach().abs().amax(dim=(0, 2, 3))
+    assert torch.allclose(layer.weight_quant.scale.detach(), amax / 127)
+    layer.eval()
+    wq = layer.weight_quant(layer.weight)
+    steps = (wq / layer.weight_quant.scale.detach()[None, :, None, None])
+    assert torch.allclose(steps, steps.round(), atol=1e-4) and steps.round().abs().max() <= 127
+    assert ((wq - layer.weight).abs() <= layer.weight_quant.scale.detach()[None, :, None, None] / 2 + 1e-7).all()
