@@ -153,9 +153,17 @@ def int4_big_matmul(fp32_path: Path, out_path: Path, block_size: int = 128, min_
     import onnx
     from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
 
+    from onnx import numpy_helper
+
     model = onnx.load(str(fp32_path))
     big = _big_gemms_to_matmul(model, min_weights)
     others = [n.name for n in model.graph.node if n.name not in big]
+    # A block longer than the reduction dimension K is padded with zeros (a tiny model's K = 32 would
+    # store 4x the weights at block 128): cap it at the largest power of two <= K (MatMulNBits: >= 16).
+    inits = {i.name: i for i in model.graph.initializer}
+    ks = [int(numpy_helper.to_array(inits[n.input[1]]).shape[0]) for n in model.graph.node if n.name in big]
+    if ks:
+        block_size = max(16, min(block_size, 1 << (min(ks).bit_length() - 1)))
     algo = DefaultWeightOnlyQuantConfig(block_size=block_size, is_symmetric=True, accuracy_level=4)
     quant = MatMulNBitsQuantizer(model, nodes_to_exclude=others, algo_config=algo)
     quant.process()
