@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ubdiff_onnx.errors import UserError
+from ubdiff_onnx.runtime.atomic import make_public
 
 
 def check_output_dir(out_dir: Path, overwrite: bool) -> None:
@@ -25,12 +26,6 @@ def check_output_dir(out_dir: Path, overwrite: bool) -> None:
         raise UserError(f"{parent}: not writable (cannot create {out_dir.name})")
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 @contextlib.contextmanager
 def staged_dir(out_dir: Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary folder; on success it replaces ``out_dir``, on any error it is removed."""
@@ -41,7 +36,7 @@ def staged_dir(out_dir: Path, overwrite: bool = False) -> Iterator[Path]:
         stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=parent))
     except OSError as exc:
         raise UserError(f"{parent}: cannot create the output folder there ({exc.strerror})") from None
-    os.chmod(stage, 0o777 & ~_umask())  # mkdtemp makes 0700; a bundle is meant to be copied around
+    make_public(stage, directory=True)  # mkdtemp makes 0700; a bundle is meant to be copied around
     try:
         yield stage
     except BaseException:

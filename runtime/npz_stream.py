@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ubdiff_onnx.runtime.atomic import make_public
+
 
 class StreamingNpzWriter:
     def __init__(self, path: Path, stream_name: str, shape: tuple[int, ...], dtype=np.float32) -> None:
@@ -46,9 +48,7 @@ class StreamingNpzWriter:
             with self._zip.open(f"{name}.npy", "w", force_zip64=True) as fh:
                 np.lib.format.write_array(fh, np.asanyarray(value), allow_pickle=False)
         self._zip.close()
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(self._tmp, 0o666 & ~mask)
+        make_public(self._tmp)
         os.replace(self._tmp, self.path)
         return self.path
 

@@ -4,27 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from ubdiff_onnx.bench.run import COMPONENT_TITLES, COMPONENTS
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+from ubdiff_onnx.runtime.atomic import atomic_write_bytes
 
 
 def write_json(report: dict[str, Any], path: Path) -> None:
-    _atomic_write(path, (json.dumps(report, indent=1) + "\n").encode())
+    atomic_write_bytes(path, (json.dumps(report, indent=1) + "\n").encode())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -197,7 +185,7 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def write_markdown(report: dict[str, Any], path: Path) -> None:
-    _atomic_write(path, markdown(report).encode())
+    atomic_write_bytes(path, markdown(report).encode())
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 import torch
 
 from ubdiff_onnx.errors import UserError
+from ubdiff_onnx.runtime.atomic import atomic_open
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
@@ -24,21 +24,10 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
     if not os.access(parent, os.W_OK):
         raise UserError(f"{parent}: output folder is not writable")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+        with atomic_open(path, "wb", fsync=True) as fh:
+            torch.save(obj, fh)
     except OSError as exc:
         raise UserError(f"{parent}: cannot write the checkpoint there ({exc.strerror})") from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_torch_file(path: Path, *, trust_pickle: bool = False) -> Any:

@@ -6,26 +6,13 @@ Figures use matplotlib's object API with the Agg canvas (no pyplot, no display, 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
+from ubdiff_onnx.runtime.atomic import atomic_write_bytes
 
 SHOT = 2  # the middle of the five shots is shown in the panels
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def public(report: dict[str, Any]) -> dict[str, Any]:
@@ -295,8 +282,8 @@ def write_report(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / "evaluate.json", "markdown": out_dir / "evaluate.md", "samples": out_dir / "samples.png",
              "physics": out_dir / "physics.png", "distribution": out_dir / "distribution.png"}
-    _atomic_write(paths["json"], (json.dumps(public(report), indent=1) + "\n").encode())
-    _atomic_write(paths["markdown"], markdown(report).encode())
+    atomic_write_bytes(paths["json"], (json.dumps(public(report), indent=1) + "\n").encode())
+    atomic_write_bytes(paths["markdown"], markdown(report).encode())
     samples_png(report, paths["samples"])
     physics_png(report, paths["physics"])
     distribution_png(report, paths["distribution"])

@@ -18,31 +18,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
 from ubdiff_onnx.checkpoints.format import Checkpoint, load_checkpoint, save_checkpoint
 from ubdiff_onnx.errors import UserError
+from ubdiff_onnx.runtime.atomic import atomic_write_text
 
 RUN_FORMAT = "ubdiff-onnx-run"
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class RunDir:
@@ -117,7 +101,7 @@ class RunDir:
         return info
 
     def write_info(self, info: dict[str, Any]) -> None:
-        _atomic_write_text(self.info_path, json.dumps({"format": RUN_FORMAT, "version": 1, **info}, indent=2) + "\n")
+        atomic_write_text(self.info_path, json.dumps({"format": RUN_FORMAT, "version": 1, **info}, indent=2) + "\n")
 
     # -- checkpoints ---------------------------------------------------------------------------
     def save(self, stage: str, ckpt: Checkpoint) -> Path:
