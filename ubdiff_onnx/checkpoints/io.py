@@ -58,6 +58,7 @@ def load_torch_file(path: Path, *, trust_pickle: bool = False) -> Any:
                 f"{path}: refusing to unpickle arbitrary objects ({first}); if you trust this file, re-run with --trust-pickle"
             ) from None
         raise UserError(f"{path}: not a readable torch checkpoint (truncated or corrupt?): {msg.splitlines()[0] if msg else 'unpickling failed'}") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, IndexError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        # a corrupt file can make the restricted unpickler fail with any of these
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UserError(f"{path}: not a readable torch checkpoint (truncated or corrupt?): {first}") from None
