@@ -1,10 +1,9 @@
 """Bad input → one clear line on stderr, a non-zero exit, and nothing half-written."""
 
 import subprocess
-
-import numpy as np
 import sys
 
+import numpy as np
 import torch
 from typer.testing import CliRunner
 
