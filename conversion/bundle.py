@@ -97,7 +97,7 @@ def export_bundle(
 ) -> ExportResult:
     """Checkpoint → validated bundle in ``out_dir`` (atomic). See the CLI ``export`` for the options."""
     from ubdiff_onnx.conversion.export_onnx import export_fp32_components
-    from ubdiff_onnx.conversion.validate import validate_bundle
+    from ubdiff_onnx.conversion.validate import PTQ_MIN_COSINE, QAT_MIN_COSINE, against_fp32, validate_bundle
 
     if fmt not in FORMATS:
         raise UserError(f"--format: {fmt!r} is not available in this version; implemented: {', '.join(FORMATS)}")
@@ -106,14 +106,14 @@ def export_bundle(
         raise UserError(f"--weights: --format {fmt} offers {', '.join(WEIGHTS[fmt])}, got {weights!r}")
     check_output_dir(out_dir, overwrite)  # fail before the (slow) export
     ckpt = load_checkpoint(checkpoint)
-    if fmt == "qdq" and calibrate is None:
-        if ckpt.qat:
-            raise UserError(f"{checkpoint}: exporting QAT scales is not available in this version; pass --calibrate DATA_DIR for post-training quantization")
-        raise UserError(f"{checkpoint}: has no QAT scales; pass --calibrate DATA_DIR for post-training quantization (or train --stage qat-decoders/qat-diffusion)")
+    if fmt == "qdq" and calibrate is None and not ckpt.qat:
+        raise UserError(f"{checkpoint}: has no QAT scales; pass --calibrate DATA_DIR for post-training quantization (or train --stage qat-decoders and qat-diffusion)")
     if calibrate is not None and fmt != "qdq":
         raise UserError("--calibrate applies to --format qdq only")
     ds = dataset_block(ckpt, dataset)
-    model = build_model(ckpt, use_ema=use_ema, source=str(checkpoint))
+    model = build_model(ckpt, use_ema=use_ema, source=str(checkpoint))  # a QAT checkpoint: its folded float twin
+    from_qat = fmt == "qdq" and calibrate is None
+    reference, fp32_reference = model, None
     quant_report = None
     with staged_dir(out_dir, overwrite) as stage:
         if fmt == "fp32":
@@ -127,11 +127,26 @@ def export_bundle(
         else:
             from ubdiff_onnx.conversion.export_qdq import export_qdq_components
 
+            from ubdiff_onnx.conversion.quantize import calibration_feeds
+
             qcfg = dataclasses.replace(qconfig or QuantizationConfig(), int4_seismic=weights == "int4")
-            velocities = calibration_velocities(Path(calibrate), ds, qcfg.calibration_samples, qcfg.seed)
-            components, quant_report = export_qdq_components(model, stage, velocities, qcfg, progress)
-            quant_report["method"] = "post-training static (onnxruntime.quantization.quantize_static)"
-            quant_report["calibration_data"] = str(calibrate)
+            if from_qat:
+                from ubdiff_onnx.qat.state import model_from_checkpoint
+
+                reference, fp32_reference = model_from_checkpoint(ckpt, use_ema=use_ema, source=str(checkpoint)), model
+                if progress:
+                    progress("calibration trajectories")
+                feeds = calibration_feeds(reference, None, qcfg)
+                components, quant_report = export_qdq_components(
+                    model, stage, feeds, qcfg, progress, qat_quantizers=ckpt.qat["quantizers"], fake_quant_model=reference)
+                quant_report["method"] = ("quantization-aware training: QAT scales via onnxruntime.quantization.quantize_static "
+                                          "TensorQuantOverrides; layers QAT kept float use calibrated ranges")
+                quant_report["qat_components"] = list(ckpt.qat.get("components", []))
+            else:
+                velocities = calibration_velocities(Path(calibrate), ds, qcfg.calibration_samples, qcfg.seed)
+                components, quant_report = export_qdq_components(model, stage, calibration_feeds(model, velocities, qcfg), qcfg, progress)
+                quant_report["method"] = "post-training static (onnxruntime.quantization.quantize_static)"
+                quant_report["calibration_data"] = str(calibrate)
             precision = "int4" if weights == "int4" else "qdq"
         data = manifest_data(ckpt, precision, components, ds, use_ema)
         if quant_report is not None:
@@ -139,12 +154,16 @@ def export_bundle(
         write_manifest(stage, data)
         quantized = precision not in ("fp32", "torchscript")
         tol = tolerance if tolerance is not None else (1e-5 if precision == "torchscript" else 1e-4)
-        checks = validate_bundle(model, stage, tol, quantized=quantized, torchscript=fmt == "torchscript")
+        checks = validate_bundle(reference, stage, tol, quantized=quantized, torchscript=fmt == "torchscript",
+                                 min_cosine=QAT_MIN_COSINE if from_qat else PTQ_MIN_COSINE, fp32_model=fp32_reference)
         bad = [c for c in checks if not c.ok]
         if bad:
             c = bad[0]
-            what = f"cosine {c.cosine:.4f} < {c.tolerance:g} against the torch model" if quantized else f"differs from torch by {c.max_abs_diff:.3g} > {c.tolerance:g}"
+            against = "its fake-quant (QAT) torch model" if from_qat else "the torch model"
+            what = f"cosine {c.cosine:.4f} < {c.tolerance:g} against {against}" if quantized else f"differs from torch by {c.max_abs_diff:.3g} > {c.tolerance:g}"
             raise UserError(f"validation failed: {c.component}.{c.output} {what}")
         data["validation"] = {f"{c.component}.{c.output}": {"max_abs_diff": c.max_abs_diff, "cosine": c.cosine} for c in checks}
+        if fp32_reference is not None:
+            data["validation_against_fp32"] = against_fp32(stage)
         manifest = write_manifest(stage, data)
     return ExportResult(Path(out_dir), json.loads((Path(out_dir) / manifest.name).read_text()), checks)

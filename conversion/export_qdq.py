@@ -17,15 +17,15 @@ from torch import nn
 
 from ubdiff_onnx.conversion.components import component_modules
 from ubdiff_onnx.conversion.export_onnx import OPSET, export_component
+from ubdiff_onnx.conversion.qat_scales import float_side_inputs_, qat_overrides, restrict
 from ubdiff_onnx.conversion.quantize import (
     QuantizationConfig,
-    calibration_feeds,
     float_heavy_ops,
     int4_big_matmul,
     optimized_op_histogram,
     quantize_component,
 )
-from ubdiff_onnx.conversion.rewrite import fold_batchnorm, rewrite_velocity_decoder
+from ubdiff_onnx.conversion.rewrite import flatten_linears_, fold_batchnorm, rewrite_velocity_decoder
 from ubdiff_onnx.errors import UserError
 from ubdiff_onnx.runtime.manifest import COMPONENTS, io_spec
 
@@ -33,7 +33,8 @@ from ubdiff_onnx.runtime.manifest import COMPONENTS, io_spec
 def int8_ready_copy(model):
     """A deep copy ready for INT8: BatchNorm folded into the preceding conv/linear of both decoder
     paths (a BN left after a rewritten ConvTranspose would run in float between DQ/Q pairs), then
-    the velocity decoder's ConvTranspose layers rewritten exactly."""
+    the velocity decoder's ConvTranspose layers rewritten exactly, and the ViT's token Linears
+    flattened so each exports as a Gemm with its bias."""
     m = copy.deepcopy(model).eval()
     for block in [*m.velocity_decoder.blocks, m.velocity_decoder.head]:
         fold_batchnorm(block.conv, block.norm)
@@ -42,18 +43,26 @@ def int8_ready_copy(model):
         fold_batchnorm(proj.fc, proj.norm)
         proj.norm = nn.Identity()
     rewrite_velocity_decoder(m.velocity_decoder)
+    flatten_linears_(m.seismic_decoder)
     return m
 
 
-def export_qdq_components(model, stage_dir: Path, velocities: np.ndarray, qcfg: QuantizationConfig,
-                          progress: Callable[[str], None] | None = None) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    """Quantize the three graphs into ``stage_dir``; returns (manifest component entries, report)."""
+def export_qdq_components(model, stage_dir: Path, feeds: dict[str, list[dict[str, np.ndarray]]], qcfg: QuantizationConfig,
+                          progress: Callable[[str], None] | None = None, *, qat_quantizers: dict[str, dict] | None = None,
+                          fake_quant_model=None) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """Quantize the three graphs of the float ``model`` into ``stage_dir``; returns (manifest
+    component entries, report). With ``qat_quantizers`` (a QAT checkpoint's scales, and its
+    ``fake_quant_model``) every tensor QAT quantized keeps its QAT scale (``qat_scales.py``);
+    calibration ranges from ``feeds`` fill in the rest."""
+    import onnx
+
     latent_dim = model.cfg.latent_dim
     work = int8_ready_copy(model)
     modules = component_modules(work)
-    feeds = calibration_feeds(model, velocities, qcfg)
     entries: dict[str, dict[str, Any]] = {}
     report: dict[str, Any] = {"scheme": qcfg.to_dict(), "op_histogram": {}, "int4_nodes": []}
+    if qat_quantizers is not None:
+        report["qat"] = {}
     with tempfile.TemporaryDirectory(prefix=".fp32-", dir=stage_dir) as tmp:
         for name in COMPONENTS:
             fp32 = Path(tmp) / f"{name}.onnx"
@@ -63,10 +72,20 @@ def export_qdq_components(model, stage_dir: Path, velocities: np.ndarray, qcfg: 
                 src = Path(tmp) / f"{name}.int4.onnx"
                 exclude = int4_big_matmul(fp32, src, qcfg.int4_block_size)
                 report["int4_nodes"] = exclude
+            overrides = None
+            if qat_quantizers is not None:
+                mapping = qat_overrides(onnx.load(str(fp32), load_external_data=False), name, qat_quantizers, fake_quant_model)
+                overrides = restrict(mapping.overrides, onnx.load(str(src), load_external_data=False))
             rel = f"{name}/model.onnx"
             out = stage_dir / rel
             out.parent.mkdir(parents=True, exist_ok=True)
-            quantize_component(src, out, feeds[name], qcfg, exclude)
+            quantize_component(src, out, feeds[name], qcfg, exclude, overrides)
+            if qat_quantizers is not None:
+                quantized = onnx.load(str(out))
+                mapping.side_inputs_restored = float_side_inputs_(quantized, mapping.input_only)
+                if mapping.side_inputs_restored:
+                    onnx.save(quantized, str(out))
+                report["qat"][name] = mapping.report()
             fp32.unlink()
             hist = optimized_op_histogram(out)
             report["op_histogram"][name] = hist

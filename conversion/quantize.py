@@ -64,12 +64,14 @@ class _Reader:
         self._it = None
 
 
-def calibration_feeds(model, velocities: np.ndarray, cfg: QuantizationConfig) -> dict[str, list[dict[str, np.ndarray]]]:
-    """Feeds per component: decoders see encoder latents, the U-Net sees DDIM trajectories."""
+def calibration_feeds(model, velocities: np.ndarray | None, cfg: QuantizationConfig) -> dict[str, list[dict[str, np.ndarray]]]:
+    """Feeds per component: the U-Net sees DDIM trajectories plus every timestep once; the decoders
+    see the trajectories' x̂0 and, given ``velocities`` (PTQ from data), encoder latents of them."""
     import torch
 
     with torch.no_grad():
-        latents = model.encode(torch.from_numpy(np.ascontiguousarray(velocities, dtype=np.float32))).numpy()
+        latents = (np.zeros((0, model.cfg.latent_dim), np.float32) if velocities is None else
+                   model.encode(torch.from_numpy(np.ascontiguousarray(velocities, dtype=np.float32))).numpy())
         g = torch.Generator().manual_seed(cfg.seed)
         x = torch.randn(cfg.calibration_trajectories, 1, model.cfg.latent_dim, generator=g)
         unet_feeds: list[dict[str, np.ndarray]] = []
@@ -79,6 +81,13 @@ def calibration_feeds(model, velocities: np.ndarray, cfg: QuantizationConfig) ->
             return model.unet(xt, t)
 
         x0 = model.diffusion.ddim_sample(recorder, x, cfg.calibration_steps)
+        # A DDIM run visits only `steps` timesteps, but the time-embedding path depends on t alone:
+        # add every t in [0, T) once, with inputs noised from the trajectories' x̂0 (in distribution).
+        steps = model.cfg.timesteps
+        every_t = torch.arange(steps)
+        xt = model.diffusion.q_sample(x0[every_t % x0.shape[0]], every_t, torch.randn(steps, *x0.shape[1:], generator=g))
+        for i in range(0, steps, 8):
+            unet_feeds.append({"x": xt[i:i + 8].numpy().copy(), "t": every_t[i:i + 8].numpy().copy()})
     # The decoders see encoder latents in training and the U-Net's x̂0 when sampling: calibrate on both.
     latents = np.concatenate([latents, x0.reshape(x0.shape[0], -1).numpy()])
     batches = [latents[i:i + 8] for i in range(0, len(latents), 8)]
@@ -90,7 +99,9 @@ def calibration_feeds(model, velocities: np.ndarray, cfg: QuantizationConfig) ->
 
 
 def quantize_component(fp32_path: Path, out_path: Path, feeds: list[dict[str, np.ndarray]], cfg: QuantizationConfig,
-                       exclude: Iterable[str] = ()) -> None:
+                       exclude: Iterable[str] = (), overrides: dict | None = None) -> None:
+    """``quant_pre_process`` + ``quantize_static`` (QDQ). ``overrides`` (TensorQuantOverrides) pin
+    tensors to given scales — the QAT path; ORT then must not rescale weights for int32 biases."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -104,7 +115,9 @@ def quantize_component(fp32_path: Path, out_path: Path, feeds: list[dict[str, np
             op_types_to_quantize=list(cfg.op_types), per_channel=cfg.per_channel,
             activation_type=qtype[cfg.activation_type], weight_type=qtype[cfg.weight_type],
             calibrate_method=method, nodes_to_exclude=list(exclude),
-            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True,
+                           "TensorQuantOverrides": overrides or {},
+                           "QDQDisableWeightAdjustForInt32Bias": bool(overrides)},
         )
 
 

@@ -73,6 +73,27 @@ class SubPixelConvTranspose(nn.Module):
         return F.pixel_shuffle(y.reshape(y.shape[0], -1, h, w), 2)
 
 
+class FlatLinear(nn.Linear):
+    """``nn.Linear`` that flattens leading dimensions, so a Linear on (B, N, D) tokens exports as one
+    Gemm with its bias (instead of MatMul + Add): the INT8 kernel then quantizes the biased output,
+    which is where QAT put that layer's output scale. Swapped in by ``__class__`` (same parameters,
+    same module path)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.linear(x.reshape(-1, x.shape[-1]), self.weight, self.bias)
+        return y.reshape(*x.shape[:-1], y.shape[-1])
+
+
+def flatten_linears_(module: nn.Module) -> int:
+    """Turn every ``nn.Linear`` under ``module`` into :class:`FlatLinear` in place; returns how many."""
+    count = 0
+    for m in module.modules():
+        if type(m) is nn.Linear:
+            m.__class__ = FlatLinear
+            count += 1
+    return count
+
+
 def is_point(ct: nn.ConvTranspose2d) -> bool:
     return ct.stride == (1, 1) and ct.padding == (0, 0) and ct.output_padding == (0, 0) and ct.groups == 1 and ct.dilation == (1, 1)
 

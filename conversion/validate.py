@@ -103,18 +103,32 @@ def compare(reference: dict[str, np.ndarray], got: dict[str, np.ndarray], tolera
 
 PTQ_MIN_COSINE = 0.98
 """Post-training INT8 against the FP32 torch model: below this the quantized bundle is broken,
-not merely approximate (QAT bundles are held to 0.995 against their fake-quant twin)."""
+not merely approximate."""
+QAT_MIN_COSINE = 0.995
+"""A QAT bundle against its own fake-quant torch model (issue 5): the graph must be what was trained."""
 
 
-def validate_bundle(model: nn.Module, bundle_dir: Path, tolerance: float = 1e-4, quantized: bool = False, torchscript: bool = False) -> list[ComponentCheck]:
+def validate_bundle(model: nn.Module, bundle_dir: Path, tolerance: float = 1e-4, quantized: bool = False,
+                    torchscript: bool = False, min_cosine: float = PTQ_MIN_COSINE,
+                    fp32_model: nn.Module | None = None) -> list[ComponentCheck]:
     """Run the bundle in a torch-free process and compare with ``model``; write validation.json.
 
     FP32 bundles must match to ``tolerance`` (max abs diff); quantized ones are judged by cosine
-    similarity (``PTQ_MIN_COSINE``), and their max abs error is reported.
+    similarity (``min_cosine``) and their max abs error is reported. ``fp32_model`` (the float
+    twin of a fake-quant ``model``) adds the error against FP32 to the report, not to the verdict.
     """
     inputs = validation_inputs(model)
     got = run_bundle_subprocess(bundle_dir, inputs, torchscript)
-    checks = compare(torch_reference(model, inputs), got, PTQ_MIN_COSINE if quantized else tolerance, by_cosine=quantized)
+    checks = compare(torch_reference(model, inputs), got, min_cosine if quantized else tolerance, by_cosine=quantized)
     report = {"timesteps": [int(t) for t in inputs["unet.t"]], "checks": [asdict(c) for c in checks]}
+    if fp32_model is not None:
+        report["against_fp32"] = [asdict(c) for c in compare(torch_reference(fp32_model, inputs), got, 0.0, by_cosine=True)]
     (Path(bundle_dir) / "validation.json").write_text(json.dumps(report, indent=2) + "\n")
     return checks
+
+
+def against_fp32(bundle_dir: Path) -> dict[str, dict[str, float]]:
+    """The ``against_fp32`` part of a bundle's validation.json (empty when there is none)."""
+    report = json.loads((Path(bundle_dir) / "validation.json").read_text())
+    return {f"{c['component']}.{c['output']}": {"max_abs_diff": c["max_abs_diff"], "cosine": c["cosine"]}
+            for c in report.get("against_fp32", [])}

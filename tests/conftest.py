@@ -114,6 +114,45 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def tiny_qat_checkpoint(tmp_path_factory) -> Path:
+    """A seeded tiny checkpoint with all three components converted to fake-quant and calibrated
+    on random inputs (the file layout ``train --stage qat-*`` writes), no training."""
+    import torch
+
+    from ubdiff_onnx import qat
+    from ubdiff_onnx.checkpoints.format import Checkpoint, save_checkpoint
+    from ubdiff_onnx.config import preset
+    from ubdiff_onnx.models.ubdiff import UBDiff
+
+    torch.manual_seed(0)
+    model = UBDiff(preset("tiny")).eval()
+    qat.prepare_qat_(model, ["velocity", "seismic", "unet"])
+    qat.begin_calibration(model)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for _ in range(4):
+            model.decode(torch.rand(8, 32, generator=g) * 2 - 1)
+            model.unet(torch.randn(8, 1, 32, generator=g), torch.randint(0, 256, (8,), generator=g))
+    qat.end_calibration(model)
+    path = tmp_path_factory.mktemp("tiny-qat") / "qat.pt"
+    save_checkpoint(Checkpoint(model.cfg, qat.float_state_dict(model), None, qat.qat_state(model), {"dataset": "curvefault-a"}), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_qat_bundle(tmp_path_factory, tiny_qat_checkpoint) -> Path:
+    """``export --format qdq`` from QAT scales, through the CLI (no --calibrate)."""
+    from typer.testing import CliRunner
+
+    from ubdiff_onnx.cli.main import app
+
+    out = tmp_path_factory.mktemp("bundles") / "tiny-qat"
+    result = CliRunner().invoke(app, ["export", str(tiny_qat_checkpoint), str(out), "--format", "qdq"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
 def max_abs(a, b) -> float:
     return float(np.max(np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64))))
 

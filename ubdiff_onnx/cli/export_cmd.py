@@ -19,7 +19,7 @@ def export(
     checkpoint: Annotated[Path, typer.Argument(help="An ubdiff-onnx checkpoint (from `train` or `convert-checkpoint`).")],
     out_dir: Annotated[Path, typer.Argument(help="Bundle folder to create (manifest.json + one folder per component).")],
     fmt: Annotated[str, typer.Option("--format", help="fp32 (ONNX float32), qdq (INT8 QuantizeLinear/DequantizeLinear ONNX) or torchscript (traced + frozen; deprecated upstream, for comparisons).")] = "fp32",
-    calibrate: Annotated[Optional[Path], typer.Option("--calibrate", help="qdq without QAT scales: OpenFWI folder whose velocity maps calibrate post-training quantization.")] = None,
+    calibrate: Annotated[Optional[Path], typer.Option("--calibrate", help="qdq: post-training quantization calibrated on this OpenFWI folder. Needed when the checkpoint has no QAT scales; a QAT checkpoint exports its own scales unless this is given (PTQ of its weights: the baseline QAT must beat).")] = None,
     weights: Annotated[Optional[str], typer.Option("--weights", help="qdq: int8 (default) or int4 for the seismic decoder's big Linear (MatMulNBits, block 128); torchscript: fp32 (default) or int8 (torch dynamic INT8 Linear).")] = None,
     dataset: Annotated[str | None, typer.Option("--dataset", help="Normalisation constants: OpenFWI dataset name or a .json file (default: the one recorded at training).")] = None,
     use_ema: Annotated[bool, typer.Option("--use-ema", help="Export the EMA U-Net weights stored in the checkpoint.")] = False,
