@@ -98,7 +98,6 @@ def _weight_axis(node, attrs: dict[str, Any]) -> int:
 def qat_overrides(model, component: str, quantizers: dict[str, dict[str, Any]], fake_quant_model) -> QATOverrides:
     """Overrides for the FP32 graph ``model`` (an ``onnx.ModelProto`` of ``component``)."""
     from onnx import helper
-
     from ubdiff_onnx.qat.attention import matmul_names
 
     inits = {i.name: i for i in model.graph.initializer}

@@ -65,7 +65,7 @@ _MATMULS: dict[type, tuple[type, tuple[str, str]]] = {
 def matmul_names(module: nn.Module) -> tuple[str, str] | None:
     """Names of a quantized attention block's two QMatMuls in the order its forward calls them
     (what ``export --format qdq`` needs to match them to the graph's MatMul nodes); None otherwise."""
-    for float_cls, (q_cls, names) in _MATMULS.items():
+    for q_cls, names in _MATMULS.values():
         if type(module) is q_cls:
             return names
     return None

@@ -4,11 +4,11 @@ recalibrated ones), every heavy op runs INT8, and onnxruntime agrees with the fa
 import numpy as np
 import onnx
 from onnx import numpy_helper
-
-from ubdiff_onnx.checkpoints.format import load_checkpoint
 from ubdiff_onnx.conversion.quantize import float_heavy_ops, optimized_op_histogram
 from ubdiff_onnx.conversion.validate import QAT_MIN_COSINE
 from ubdiff_onnx.runtime.manifest import COMPONENTS, read_manifest
+
+from ubdiff_onnx.checkpoints.format import load_checkpoint
 
 
 def _inits(path) -> dict[str, np.ndarray]:

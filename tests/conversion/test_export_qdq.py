@@ -1,16 +1,18 @@
 """INT8 QDQ bundles: every Conv/Gemm/MatMul runs as an INT8 kernel in onnxruntime, int4 weights for
 the big Linear, PTQ quality against FP32, and clear refusals."""
 
-import json
 
 import numpy as np
-import pytest
 from typer.testing import CliRunner
+from ubdiff_onnx.conversion.quantize import (
+    HEAVY_FLOAT_OPS,
+    float_heavy_ops,
+    optimized_op_histogram,
+)
+from ubdiff_onnx.runtime.manifest import COMPONENTS, read_manifest
 
 from tests.conftest import fast_quantization
 from ubdiff_onnx.cli.main import app
-from ubdiff_onnx.conversion.quantize import HEAVY_FLOAT_OPS, float_heavy_ops, optimized_op_histogram
-from ubdiff_onnx.runtime.manifest import COMPONENTS, read_manifest
 
 runner = CliRunner()
 
