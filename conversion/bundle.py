@@ -156,13 +156,13 @@ def export_bundle(
         tol = tolerance if tolerance is not None else (1e-5 if precision == "torchscript" else 1e-4)
         checks = validate_bundle(reference, stage, tol, quantized=quantized, torchscript=fmt == "torchscript",
                                  min_cosine=QAT_MIN_COSINE if from_qat else PTQ_MIN_COSINE, fp32_model=fp32_reference)
-        bad = [c for c in checks if not c.ok]
+        bad = [c for c in checks if c.gate and not c.ok]
         if bad:
             c = bad[0]
             against = "its fake-quant (QAT) torch model" if from_qat else "the torch model"
             what = f"cosine {c.cosine:.4f} < {c.tolerance:g} against {against}" if quantized else f"differs from torch by {c.max_abs_diff:.3g} > {c.tolerance:g}"
             raise UserError(f"validation failed: {c.component}.{c.output} {what}")
-        data["validation"] = {f"{c.component}.{c.output}": {"max_abs_diff": c.max_abs_diff, "cosine": c.cosine} for c in checks}
+        data["validation"] = {f"{c.component}.{c.output}": {"max_abs_diff": c.max_abs_diff, "cosine": c.cosine, "checked": c.gate} for c in checks}
         if fp32_reference is not None:
             data["validation_against_fp32"] = against_fp32(stage)
         manifest = write_manifest(stage, data)

@@ -37,6 +37,7 @@ SCOPE_ROOTS: dict[str, dict[str, str]] = {
 }
 _REWRITE = re.compile(r"\.(linear|phases\.\d+)$")
 HEAVY = ("Conv", "Gemm", "MatMul")
+SHARED_POLICY = "consumer"
 
 
 @dataclass
@@ -52,6 +53,7 @@ class QATOverrides:
     """Tensors QAT quantized only on their way into a layer (no producer ``output_quant``): other
     readers of them (a residual Add) saw float values in training — see :func:`float_side_inputs_`."""
     side_inputs_restored: int = 0
+    shared: list = field(default_factory=list)
 
     def report(self) -> dict[str, Any]:
         return {"layers_from_qat": self.layers, "tensors_from_qat": len(self.overrides),
@@ -160,6 +162,10 @@ def qat_overrides(model, component: str, quantizers: dict[str, dict[str, Any]], 
         result.layers += 1
 
     for tensor, (_, quantizer) in chosen.items():
+        if SHARED_POLICY == "coarsest":
+            quantizer = max(seen[tensor], key=lambda q: float(quantizers[q]["scale"]))
+        if len(seen[tensor]) > 1:
+            result.shared.append({"tensor": tensor, **{q: float(quantizers[q]["scale"]) for q in sorted(seen[tensor])}})
         result.overrides[tensor] = _activation(quantizers[quantizer])
         if len(seen[tensor]) > 1:
             result.shared_tensors += 1

@@ -22,8 +22,11 @@ def test_quickstart_smoke_end_to_end_and_resume(tmp_path, small_dataset):
     assert "QLinearConv" in report
     state = json.loads((out / "quickstart.json").read_text())
     assert all(state[s]["done"] for s in ("data", "train", "export", "sample", "bench", "evaluate"))
-    for kind in ("fp32", "qdq", "torchscript"):
+    for kind in ("fp32", "qdq", "qdq-ptq", "torchscript"):
         assert (out / "bundles" / kind / "manifest.json").is_file()
+    qdq = json.loads((out / "bundles" / "qdq" / "manifest.json").read_text())
+    assert qdq["quantization"]["method"].startswith("quantization-aware training")  # from the QAT scales
+    assert "### QAT vs post-training quantization" in report
     with np.load(out / "samples" / "samples.npz") as d:
         assert d["velocity"].shape == (2, 1, 70, 70) and d["seismic"].shape == (2, 5, 1000, 70)
     assert (out / "bench" / "bench.json").is_file() and (out / "evaluation" / "evaluate.json").is_file()

@@ -140,13 +140,25 @@ def _float_checkpoint(q: Quickstart) -> Path:
     return q.run_dir / "diffusion.pt"
 
 
+def _qat_checkpoint(q: Quickstart) -> Path:
+    """The last QAT stage: it carries the scales of all three components (qat-diffusion starts
+    from qat-decoders)."""
+    return q.run_dir / "qat-diffusion.pt"
+
+
+BUNDLES = ("fp32", "qdq", "qdq-ptq", "torchscript")
+"""fp32 and torchscript from the float model; qdq from the QAT scales; qdq-ptq is post-training
+quantization of the float model — the baseline QAT has to beat, evaluated side by side."""
+
+
 def _export(q: Quickstart) -> list[str]:
     ckpt = _float_checkpoint(q)
     (q.out / "bundles").mkdir(exist_ok=True)
     q.cli("export", "export", ckpt, q.bundle("fp32"), "--format", "fp32", "--overwrite")
-    q.cli("export", "export", ckpt, q.bundle("qdq"), "--format", "qdq", "--calibrate", q.data_dir, "--overwrite")
+    q.cli("export", "export", _qat_checkpoint(q), q.bundle("qdq"), "--format", "qdq", "--overwrite")
+    q.cli("export", "export", ckpt, q.bundle("qdq-ptq"), "--format", "qdq", "--calibrate", q.data_dir, "--overwrite")
     q.cli("export", "export", ckpt, q.bundle("torchscript"), "--format", "torchscript", "--overwrite")
-    return [str(q.bundle(k) / "manifest.json") for k in ("fp32", "qdq", "torchscript")]
+    return [str(q.bundle(k) / "manifest.json") for k in BUNDLES]
 
 
 def _sample(q: Quickstart) -> list[str]:
@@ -164,19 +176,22 @@ def _bench(q: Quickstart) -> list[str]:
 
 
 def _evaluate(q: Quickstart) -> list[str]:
-    q.cli("evaluate", "evaluate", "--bundle", q.bundle("qdq"), "--reference", q.bundle("fp32"), "--checkpoint", _float_checkpoint(q),
-          "--data", q.data_dir, "--num-samples", str(q.cfg.eval_samples), "--steps", str(q.cfg.sample_steps), "--seed", str(q.cfg.seed),
-          "--out", q.out / "evaluation")
-    return [str(q.out / "evaluation" / "evaluate.json")]
+    outputs = []
+    for bundle, out in (("qdq", "evaluation"), ("qdq-ptq", "evaluation-ptq")):
+        q.cli("evaluate", "evaluate", "--bundle", q.bundle(bundle), "--reference", q.bundle("fp32"), "--checkpoint", _float_checkpoint(q),
+              "--data", q.data_dir, "--num-samples", str(q.cfg.eval_samples), "--steps", str(q.cfg.sample_steps), "--seed", str(q.cfg.seed),
+              "--out", q.out / out)
+        outputs.append(str(q.out / out / "evaluate.json"))
+    return outputs
 
 
 STEPS = [
     Step("data", "make or reuse the embedded OpenFWI-like dataset", 30, _data),
     Step("train", "train the tiny preset: autoencoder → seismic → diffusion → QAT decoders → QAT diffusion", 540, _train),
-    Step("export", "export FP32, INT8 QDQ and TorchScript bundles", 150, _export),
+    Step("export", "export FP32, INT8 QDQ (QAT scales, and PTQ) and TorchScript bundles", 180, _export),
     Step("sample", "sample from the INT8 bundle with the pure onnxruntime runtime", 20, _sample),
     Step("bench", "benchmark onnxruntime vs TorchScript, FP32 vs INT8", 120, _bench),
-    Step("evaluate", "evaluate INT8 against FP32 (fidelity, distribution, physics)", 90, _evaluate),
+    Step("evaluate", "evaluate INT8 (QAT and PTQ) against FP32 (fidelity, distribution, physics)", 180, _evaluate),
 ]
 
 

@@ -42,6 +42,24 @@ def _validation_losses(run_dir: Path) -> list[tuple[str, str, float]]:
     return [(s, k, v) for (s, k), v in last.items()]
 
 
+def _qat_vs_ptq(q: "Quickstart") -> list[str]:
+    """The evaluation targets of the QAT and the PTQ bundle side by side."""
+    qat, ptq = _json(q.out / "evaluation" / "evaluate.json"), _json(q.out / "evaluation-ptq" / "evaluate.json")
+    if not qat or not ptq:
+        return []
+    lines = ["", "### QAT vs post-training quantization (both against the FP32 bundle)", "",
+             "| measure | QAT (`qdq`) | PTQ (`qdq-ptq`) | target |", "|---|---:|---:|---:|"]
+    ptq_by_what = {t["what"]: t for t in ptq.get("targets", [])}
+    for t in qat.get("targets", []):
+        p = ptq_by_what.get(t["what"])
+        if p is None:
+            continue
+        cell = lambda x: f"{x['measured']:.4g}{x.get('unit', '')} {'✔' if x['met'] else '✘'}"  # noqa: E731
+        lines.append(f"| {t['what']} | {cell(t)} | {cell(p)} | {t['op']} {t['target']:g}{t.get('unit', '')} |")
+    lines += ["", f"Full PTQ evaluation: `{_rel(q, q.out / 'evaluation-ptq' / 'evaluate.md')}`."]
+    return lines
+
+
 def write_report(q: "Quickstart") -> Path:
     lines = ["# ubdiff-onnx quickstart report", ""]
     steps = [(name, q.state.get(name, {})) for name in ("data", "train", "export", "sample", "bench", "evaluate")]
@@ -60,12 +78,16 @@ def write_report(q: "Quickstart") -> Path:
     lines += ["", f"Checkpoints (one per stage) are in `{_rel(q, q.run_dir)}/`, metrics in `{_rel(q, q.run_dir / 'metrics.jsonl')}`."]
 
     lines += ["", "## Bundles", "", "| bundle | precision | unet | velocity decoder | seismic decoder | total |", "|---|---|---:|---:|---:|---:|"]
-    for kind in ("fp32", "qdq", "torchscript"):
+    from ubdiff_onnx.quickstart import BUNDLES
+
+    for kind in BUNDLES:
         man = _json(q.bundle(kind) / "manifest.json")
         if not man:
             continue
         sizes = [man["components"][c]["bytes"] for c in ("unet", "velocity_decoder", "seismic_decoder")]
         lines.append(f"| `{_rel(q, q.bundle(kind))}` | {man['precision']} | " + " | ".join(f"{b / 1e6:.2f} MB" for b in sizes) + f" | {sum(sizes) / 1e6:.2f} MB |")
+    lines += ["", "`qdq` carries the scales learned by quantization-aware training (`run/qat-diffusion.pt`); `qdq-ptq` is "
+              "post-training quantization of the float model (`run/diffusion.pt`), the baseline QAT has to beat."]
     qdq = _json(q.bundle("qdq") / "manifest.json")
     if qdq and qdq.get("quantization"):
         lines += ["", "INT8 kernels onnxruntime runs in the QDQ bundle (from its optimised graph):", ""]
@@ -87,6 +109,7 @@ def write_report(q: "Quickstart") -> Path:
             lines += [ln.replace("](", f"]({_rel(q, md.parent)}/") if "](" in ln and "://" not in ln else ln for ln in body]
         else:
             lines.append("(not run)")
+    lines += _qat_vs_ptq(q)
     out = q.out / "report.md"
     tmp = out.with_suffix(".md.tmp")
     tmp.write_text("\n".join(lines) + "\n")

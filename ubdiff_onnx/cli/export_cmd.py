@@ -36,12 +36,18 @@ def export(
             calibrate=calibrate, weights=weights,
             progress=lambda name: status.update(f"exported {name}…"),
         )
-    table = Table(title=f"{out_dir} ({fmt}) — onnxruntime vs torch")
-    for col in ("component", "output", "shape", "max abs diff", "cosine", "bytes"):
+    against = "the fake-quant (QAT) torch model" if result.manifest.get("validation_against_fp32") else "torch"
+    table = Table(title=f"{out_dir} ({fmt}) — onnxruntime vs {against}")
+    vs_fp32 = result.manifest.get("validation_against_fp32") or {}
+    cols = ["component", "output", "shape", "max abs diff", "cosine", "limit", *(["cosine vs FP32"] if vs_fp32 else []), "bytes"]
+    for col in cols:
         table.add_column(col)
     comps = result.manifest["components"]
     for c in result.checks:
-        table.add_row(c.component, c.output, "×".join(map(str, c.shape)), f"{c.max_abs_diff:.2e}", f"{c.cosine:.6f}", f"{comps[c.component]['bytes']:,}")
+        limit = (f"cosine ≥ {c.tolerance:g}" if fmt == "qdq" else f"diff ≤ {c.tolerance:g}") if c.gate else "reported"
+        extra = [f"{vs_fp32[f'{c.component}.{c.output}']['cosine']:.6f}"] if vs_fp32 else []
+        table.add_row(c.component, c.output, "×".join(map(str, c.shape)), f"{c.max_abs_diff:.2e}", f"{c.cosine:.6f}", limit, *extra,
+                      f"{comps[c.component]['bytes']:,}")
     console.print(table)
     hist = (result.manifest.get("quantization") or {}).get("op_histogram")
     if hist:
