@@ -42,6 +42,10 @@ def _validation_losses(run_dir: Path) -> list[tuple[str, str, float]]:
     return [(s, k, v) for (s, k), v in last.items()]
 
 
+def _cell(target: dict[str, Any]) -> str:
+    return f"{target['measured']:.4g}{target.get('unit', '')} {'✔' if target['met'] else '✘'}"
+
+
 def _qat_vs_ptq(q: "Quickstart") -> list[str]:
     """The evaluation targets of the QAT and the PTQ bundle side by side."""
     qat, ptq = _json(q.out / "evaluation" / "evaluate.json"), _json(q.out / "evaluation-ptq" / "evaluate.json")
@@ -54,8 +58,7 @@ def _qat_vs_ptq(q: "Quickstart") -> list[str]:
         p = ptq_by_what.get(t["what"])
         if p is None:
             continue
-        cell = lambda x: f"{x['measured']:.4g}{x.get('unit', '')} {'✔' if x['met'] else '✘'}"  # noqa: E731
-        lines.append(f"| {t['what']} | {cell(t)} | {cell(p)} | {t['op']} {t['target']:g}{t.get('unit', '')} |")
+        lines.append(f"| {t['what']} | {_cell(t)} | {_cell(p)} | {t['op']} {t['target']:g}{t.get('unit', '')} |")
     lines += ["", f"Full PTQ evaluation: `{_rel(q, q.out / 'evaluation-ptq' / 'evaluate.md')}`."]
     return lines
 
