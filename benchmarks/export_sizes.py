@@ -21,6 +21,7 @@ import torch
 from ubdiff_onnx import qat
 from ubdiff_onnx.checkpoints.format import Checkpoint, save_checkpoint
 from ubdiff_onnx.config import preset
+from ubdiff_onnx.errors import UserError
 from ubdiff_onnx.conversion.bundle import export_bundle
 from ubdiff_onnx.models.ubdiff import UBDiff
 from ubdiff_onnx.runtime.manifest import COMPONENTS
@@ -60,7 +61,11 @@ def main() -> None:
         bundle = out / f"paper-{kind}"
         if not (bundle / "manifest.json").exists():
             t = time.perf_counter()
-            export_bundle(ckpt, bundle, overwrite=True, **kw)
+            try:
+                export_bundle(ckpt, bundle, overwrite=True, **kw)
+            except UserError as exc:  # report it and go on with the other formats
+                print(f"{bundle}: export failed: {exc}", flush=True)
+                continue
             seconds[kind] = round(time.perf_counter() - t, 1)
             print(f"exported {bundle} in {seconds[kind]:.0f} s", flush=True)
         man = json.loads((bundle / "manifest.json").read_text())
@@ -68,6 +73,9 @@ def main() -> None:
         rows[kind]["validation"] = man.get("validation")
         rows[kind]["validation_against_fp32"] = man.get("validation_against_fp32")
         rows[kind]["op_histogram"] = (man.get("quantization") or {}).get("op_histogram")
+    (out / "sizes.json").write_text(json.dumps({"bytes": rows, "export_seconds": seconds}, indent=2))
+    if not {"fp32", "qdq", "int4"} <= set(rows):
+        sys.exit(1)
     total = {k: sum(rows[k][c] for c in COMPONENTS) for k in ("fp32", "qdq", "int4")}
     print("| component | FP32 bytes | QDQ bytes | QDQ/FP32 | QDQ+int4 bytes | int4/FP32 |")
     print("|---|---:|---:|---:|---:|---:|")

@@ -7,7 +7,9 @@ set -euo pipefail
 work=${1:?WORK_DIR}; report=${2:?REPORT_DIR}; py=${3:-python}
 mkdir -p "$work" "$report"
 export PYTHONUNBUFFERED=1
-"$py" benchmarks/export_sizes.py "$work" --torchscript 2>&1 | grep -v "W:onnxruntime" | tee "$report/export.log"
+"$py" benchmarks/export_sizes.py "$work" --torchscript 2>&1 | grep -v "W:onnxruntime" | tee "$report/export.log" || true
 cp "$work/sizes.json" "$report/sizes.json"
-"$py" -m ubdiff_onnx bench "$work/paper-fp32" "$work/paper-qdq" "$work/paper-int4" "$work/paper-ts" \
+bundles=()
+for b in fp32 qdq int4 ts; do [ -f "$work/paper-$b/manifest.json" ] && bundles+=("$work/paper-$b"); done
+"$py" -m ubdiff_onnx bench "${bundles[@]}" \
   --threads 1,2 --steps 50 --repeat 30 --rounds 1 --no-ddpm --out "$report/bench" 2>&1 | tail -40

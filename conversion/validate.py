@@ -86,10 +86,13 @@ def torch_reference(model: nn.Module, inputs: dict[str, np.ndarray]) -> dict[str
         }
 
 
-def compare(reference: dict[str, np.ndarray], got: dict[str, np.ndarray], tolerance: float, by_cosine: bool = False) -> list[ComponentCheck]:
+def compare(reference: dict[str, np.ndarray], got: dict[str, np.ndarray], tolerance: float | dict[str, float],
+            by_cosine: bool = False) -> list[ComponentCheck]:
+    """``tolerance`` may differ per component (a dict by component name)."""
     checks = []
     for key, ref in reference.items():
         comp, out = key.split(".", 1)
+        tol = tolerance[comp] if isinstance(tolerance, dict) else tolerance
         if key not in got:
             raise UserError(f"validation: the bundle's {comp} has no output {out!r}")
         val = got[key]
@@ -98,8 +101,8 @@ def compare(reference: dict[str, np.ndarray], got: dict[str, np.ndarray], tolera
         a, b = ref.astype(np.float64).ravel(), val.astype(np.float64).ravel()
         diff = float(np.max(np.abs(a - b))) if a.size else 0.0
         cos = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-30))
-        ok = cos >= tolerance if by_cosine else diff <= tolerance
-        checks.append(ComponentCheck(comp, out, list(ref.shape), diff, cos, tolerance, ok))
+        ok = cos >= tol if by_cosine else diff <= tol
+        checks.append(ComponentCheck(comp, out, list(ref.shape), diff, cos, tol, ok))
     return checks
 
 
@@ -139,7 +142,7 @@ QAT_MIN_COSINE = 0.995
 
 
 def validate_bundle(model: nn.Module, bundle_dir: Path, tolerance: float = 1e-4, quantized: bool = False,
-                    torchscript: bool = False, min_cosine: float = PTQ_MIN_COSINE,
+                    torchscript: bool = False, min_cosine: float | dict[str, float] = PTQ_MIN_COSINE,
                     fp32_model: nn.Module | None = None) -> list[ComponentCheck]:
     """Run the bundle in a torch-free process and compare with ``model``; write validation.json.
 
