@@ -26,8 +26,16 @@ from ubdiff_onnx.conversion.quantize import (
     quantize_component,
 )
 from ubdiff_onnx.conversion.rewrite import flatten_linears_, fold_batchnorm, rewrite_velocity_decoder
+from ubdiff_onnx.conversion.timestep_table import tabulate_timestep_path_
 from ubdiff_onnx.errors import UserError
 from ubdiff_onnx.runtime.manifest import COMPONENTS, io_spec
+
+
+UNET_OPTIMIZATION = "extended"
+"""Graph optimisation level the runtime uses for the QDQ U-Net. Level "all" adds the NHWC layout
+transform, which wraps each 1-D QLinearConv in a Transpose pair (+139 nodes on `paper`); at batch 1
+that made the step slower (paper, 2-core x86: 5.8 vs 5.4 ms). The 2-D velocity decoder gains from
+it (2.9 vs 3.5 ms), so the other components keep "all"."""
 
 
 def int8_ready_copy(model):
@@ -87,12 +95,17 @@ def export_qdq_components(model, stage_dir: Path, feeds: dict[str, list[dict[str
                     onnx.save(quantized, str(out))
                 report["qat"][name] = mapping.report()
             fp32.unlink()
-            hist = optimized_op_histogram(out)
+            session_hint = {}
+            if name == "unet":
+                table = tabulate_timestep_path_(out, model.cfg.timesteps)
+                report["timestep_table"] = table.to_dict() if table else None
+                session_hint = {"graph_optimization": UNET_OPTIMIZATION}
+            hist = optimized_op_histogram(out, session_hint.get("graph_optimization", "all"))
             report["op_histogram"][name] = hist
             left = float_heavy_ops(hist)
             if left:
                 raise UserError(f"{name}: after onnxruntime optimisation these heavy ops still run in float: {left}; the INT8 export is not real")
-            entries[name] = {"path": rel, "format": "onnx", "opset": OPSET, **io_spec(latent_dim)[name]}
+            entries[name] = {"path": rel, "format": "onnx", "opset": OPSET, **io_spec(latent_dim)[name], **session_hint}
             if progress:
                 progress(name)
     return entries, report

@@ -185,15 +185,16 @@ def int4_big_matmul(fp32_path: Path, out_path: Path, block_size: int = 128, min_
     return [n.name for n in done.graph.node if n.op_type == "MatMulNBits"]
 
 
-def optimized_op_histogram(path: Path) -> dict[str, int]:
-    """Operator counts of the graph onnxruntime actually runs (``optimized_model_filepath``)."""
+def optimized_op_histogram(path: Path, optimization: str = "all") -> dict[str, int]:
+    """Operator counts of the graph onnxruntime actually runs (``optimized_model_filepath``), at the
+    graph optimisation level the bundle's manifest asks for."""
     import onnx
 
     from ubdiff_onnx.runtime.sessions import make_session
 
     with tempfile.TemporaryDirectory(prefix="ubdiff-opt-") as tmp:
         opt = Path(tmp) / "optimized.onnx"
-        make_session(path, threads=1, optimized_model_path=opt)
+        make_session(path, threads=1, optimized_model_path=opt, optimization=optimization)
         model = onnx.load(str(opt), load_external_data=False)
     return dict(collections.Counter(n.op_type for n in model.graph.node).most_common())
 

@@ -7,13 +7,25 @@ from pathlib import Path
 import onnxruntime as ort
 
 
-def make_session(path: Path, threads: int = 0, optimized_model_path: Path | None = None) -> ort.InferenceSession:
+OPTIMIZATION_LEVELS = {
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+
+
+def make_session(path: Path, threads: int = 0, optimized_model_path: Path | None = None,
+                 optimization: str = "all") -> ort.InferenceSession:
     """A CPU session; ``threads`` = 0 lets onnxruntime choose (all physical cores).
 
     Inter-op parallelism stays at 1: the graphs are chains, and extra pools only cost memory on a Pi.
+    ``optimization`` is the graph optimisation level; a bundle's manifest can ask for another than
+    "all" per component (the QDQ U-Net: see ``conversion/export_qdq.py``).
     """
+    if optimization not in OPTIMIZATION_LEVELS:
+        raise ValueError(f"unknown graph optimisation level {optimization!r}; expected {', '.join(OPTIMIZATION_LEVELS)}")
     opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.graph_optimization_level = OPTIMIZATION_LEVELS[optimization]
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL

@@ -22,7 +22,7 @@ def test_quickstart_smoke_end_to_end_and_resume(tmp_path, small_dataset):
     assert "QLinearConv" in report
     state = json.loads((out / "quickstart.json").read_text())
     assert all(state[s]["done"] for s in ("data", "train", "export", "sample", "bench", "evaluate"))
-    for kind in ("fp32", "qdq", "qdq-ptq", "torchscript"):
+    for kind in ("fp32", "qdq", "fp32-qat", "qdq-ptq", "torchscript"):
         assert (out / "bundles" / kind / "manifest.json").is_file()
     qdq = json.loads((out / "bundles" / "qdq" / "manifest.json").read_text())
     assert qdq["quantization"]["method"].startswith("quantization-aware training")  # from the QAT scales

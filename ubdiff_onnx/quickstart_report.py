@@ -51,14 +51,17 @@ def _qat_vs_ptq(q: "Quickstart") -> list[str]:
     qat, ptq = _json(q.out / "evaluation" / "evaluate.json"), _json(q.out / "evaluation-ptq" / "evaluate.json")
     if not qat or not ptq:
         return []
-    lines = ["", "### QAT vs post-training quantization (both against the FP32 bundle)", "",
-             "| measure | QAT (`qdq`) | PTQ (`qdq-ptq`) | target |", "|---|---:|---:|---:|"]
+    lines = ["", "### QAT vs post-training quantization (each against the FP32 bundle of its own checkpoint)", "",
+             "| measure | QAT (`qdq` vs `fp32-qat`) | PTQ (`qdq-ptq` vs `fp32`) | target |", "|---|---:|---:|---:|"]
     ptq_by_what = {t["what"]: t for t in ptq.get("targets", [])}
     for t in qat.get("targets", []):
         p = ptq_by_what.get(t["what"])
         if p is None:
             continue
         lines.append(f"| {t['what']} | {_cell(t)} | {_cell(p)} | {t['op']} {t['target']:g}{t.get('unit', '')} |")
+    fd = [(d.get("distribution") or {}).get("frechet", {}).get("bundle_vs_real") for d in (qat, ptq)]
+    if all(v is not None for v in fd):
+        lines.append(f"| Fréchet distance to real (absolute, lower is better) | {fd[0]:.4g} | {fd[1]:.4g} | – |")
     lines += ["", f"Full PTQ evaluation: `{_rel(q, q.out / 'evaluation-ptq' / 'evaluate.md')}`."]
     return lines
 
@@ -89,8 +92,10 @@ def write_report(q: "Quickstart") -> Path:
             continue
         sizes = [man["components"][c]["bytes"] for c in ("unet", "velocity_decoder", "seismic_decoder")]
         lines.append(f"| `{_rel(q, q.bundle(kind))}` | {man['precision']} | " + " | ".join(f"{b / 1e6:.2f} MB" for b in sizes) + f" | {sum(sizes) / 1e6:.2f} MB |")
-    lines += ["", "`qdq` carries the scales learned by quantization-aware training (`run/qat-diffusion.pt`); `qdq-ptq` is "
-              "post-training quantization of the float model (`run/diffusion.pt`), the baseline QAT has to beat."]
+    lines += ["", "`qdq` carries the scales learned by quantization-aware training (`run/qat-diffusion.pt`) and `fp32-qat` "
+              "that checkpoint's float weights (QAT fine-tunes the weights as well, so `qdq` is evaluated against `fp32-qat`); "
+              "`qdq-ptq` is post-training quantization of the float model (`run/diffusion.pt`), the baseline QAT has to beat, "
+              "evaluated against `fp32`."]
     qdq = _json(q.bundle("qdq") / "manifest.json")
     if qdq and qdq.get("quantization"):
         lines += ["", "INT8 kernels onnxruntime runs in the QDQ bundle (from its optimised graph):", ""]
