@@ -37,7 +37,6 @@ SCOPE_ROOTS: dict[str, dict[str, str]] = {
 }
 _REWRITE = re.compile(r"\.(linear|phases\.\d+)$")
 HEAVY = ("Conv", "Gemm", "MatMul")
-SHARED_POLICY = "consumer"
 
 
 @dataclass
@@ -53,12 +52,13 @@ class QATOverrides:
     """Tensors QAT quantized only on their way into a layer (no producer ``output_quant``): other
     readers of them (a residual Add) saw float values in training — see :func:`float_side_inputs_`."""
     side_inputs_restored: int = 0
-    shared: list = field(default_factory=list)
+    shared_scale_ratio: float = 1.0
+    """Largest ratio between the scales of the quantizers that share one tensor (1: identical)."""
 
     def report(self) -> dict[str, Any]:
         return {"layers_from_qat": self.layers, "tensors_from_qat": len(self.overrides),
                 "calibrated_at_export": sorted(set(self.calibrated_layers)), "shared_tensors": self.shared_tensors,
-                "float_side_inputs": self.side_inputs_restored}
+                "shared_scale_ratio": round(self.shared_scale_ratio, 4), "float_side_inputs": self.side_inputs_restored}
 
 
 def _np(x: Any) -> np.ndarray:
@@ -162,13 +162,11 @@ def qat_overrides(model, component: str, quantizers: dict[str, dict[str, Any]], 
         result.layers += 1
 
     for tensor, (_, quantizer) in chosen.items():
-        if SHARED_POLICY == "coarsest":
-            quantizer = max(seen[tensor], key=lambda q: float(quantizers[q]["scale"]))
-        if len(seen[tensor]) > 1:
-            result.shared.append({"tensor": tensor, **{q: float(quantizers[q]["scale"]) for q in sorted(seen[tensor])}})
         result.overrides[tensor] = _activation(quantizers[quantizer])
         if len(seen[tensor]) > 1:
+            scales = [float(quantizers[q]["scale"]) for q in seen[tensor]]
             result.shared_tensors += 1
+            result.shared_scale_ratio = max(result.shared_scale_ratio, max(scales) / min(scales))
         if not any(q.endswith(".output_quant") for q in seen[tensor]):
             result.input_only.add(tensor)
     return result
