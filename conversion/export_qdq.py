@@ -24,6 +24,7 @@ from ubdiff_onnx.conversion.quantize import (
     int4_big_matmul,
     optimized_op_histogram,
     quantize_component,
+    untranspose_big_gemms_,
 )
 from ubdiff_onnx.conversion.rewrite import flatten_linears_, fold_batchnorm, rewrite_velocity_decoder
 from ubdiff_onnx.conversion.timestep_table import tabulate_timestep_path_
@@ -95,6 +96,7 @@ def export_qdq_components(model, stage_dir: Path, feeds: dict[str, list[dict[str
                     onnx.save(quantized, str(out))
                 report["qat"][name] = mapping.report()
             fp32.unlink()
+            report.setdefault("untransposed_gemms", {})[name] = untranspose_big_gemms_(out)
             session_hint = {}
             if name == "unet":
                 table = tabulate_timestep_path_(out, model.cfg.timesteps)
