@@ -126,7 +126,6 @@ def export_bundle(
             precision = "torchscript-int8" if weights == "int8" else "torchscript"
         else:
             from ubdiff_onnx.conversion.export_qdq import export_qdq_components
-
             from ubdiff_onnx.conversion.quantize import calibration_feeds
 
             qcfg = dataclasses.replace(qconfig or QuantizationConfig(), int4_seismic=weights == "int4")
