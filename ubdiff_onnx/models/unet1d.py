@@ -138,7 +138,9 @@ class Upsample(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.scale != 1:
-            x = x.repeat_interleave(self.scale, dim=-1)  # == nearest upsampling, exports as Expand/Reshape
+            # Nearest upsampling (the original's nn.Upsample): exports as one Resize node, where
+            # repeat_interleave exported as Unsqueeze → Expand → Reshape (paper QDQ step −7 %).
+            x = F.interpolate(x, scale_factor=float(self.scale), mode="nearest")
         return self.conv(x)
 
 
