@@ -121,6 +121,19 @@ def quantize_component(fp32_path: Path, out_path: Path, feeds: list[dict[str, np
         )
 
 
+def _matmul_add(gemm, weight_kn: str) -> list:
+    """``Gemm(A, B, C)`` as ``MatMul(A, weight_kn)`` (+ ``Add(·, C)``), with the Gemm's module-scope
+    metadata on the MatMul; ``weight_kn`` names the [K, N] weight."""
+    from onnx import helper
+
+    mm_out = gemm.output[0] + ("_matmul" if len(gemm.input) > 2 else "")
+    mm = helper.make_node("MatMul", [gemm.input[0], weight_kn], [mm_out], name=f"{gemm.name}_matmul")
+    mm.metadata_props.extend(gemm.metadata_props)
+    if len(gemm.input) < 3:
+        return [mm]
+    return [mm, helper.make_node("Add", [mm_out, gemm.input[2]], [gemm.output[0]], name=f"{gemm.name}_bias")]
+
+
 def _big_gemms_to_matmul(model, min_weights: int) -> list[str]:
     """Rewrite Gemm(A, B, C) with a large constant B as MatMul(A, Bᵀ) + C (exact), in place.
 
@@ -143,12 +156,9 @@ def _big_gemms_to_matmul(model, min_weights: int) -> list[str]:
         w = w.T if attrs.get("transB", 0) else w
         wt_name = f"{node.name}_weight_kn"
         model.graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(w), wt_name))
-        mm_out = node.output[0] + ("_mm" if len(node.input) > 2 else "")
-        mm = helper.make_node("MatMul", [node.input[0], wt_name], [mm_out], name=f"{node.name}_matmul")
-        new_nodes.append(mm)
-        names.append(mm.name)
-        if len(node.input) > 2:
-            new_nodes.append(helper.make_node("Add", [mm_out, node.input[2]], [node.output[0]], name=f"{node.name}_bias"))
+        replacement = _matmul_add(node, wt_name)
+        new_nodes.extend(replacement)
+        names.append(replacement[0].name)
     if names:
         used = {i for n in new_nodes for i in n.input}
         keep = [i for i in model.graph.initializer if i.name in used]
@@ -234,12 +244,7 @@ def untranspose_big_gemms_(path: Path, min_weights: int = 1_000_000) -> list[str
         for a in dq.attribute:
             if a.name == "axis":
                 a.i = 1
-        mm_out = node.output[0] + ("_matmul" if len(node.input) > 2 else "")
-        mm = helper.make_node("MatMul", [node.input[0], node.input[1]], [mm_out], name=f"{node.name}_matmul")
-        mm.metadata_props.extend(node.metadata_props)
-        new_nodes.append(mm)
-        if len(node.input) > 2:
-            new_nodes.append(helper.make_node("Add", [mm_out, node.input[2]], [node.output[0]], name=f"{node.name}_bias"))
+        new_nodes.extend(_matmul_add(node, node.input[1]))
         done.append(node.name)
     if done:
         del graph.node[:]

@@ -140,17 +140,22 @@ def tiny_qat_checkpoint(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def tiny_qat_bundle(tmp_path_factory, tiny_qat_checkpoint) -> Path:
-    """``export --format qdq`` from QAT scales, through the CLI (no --calibrate)."""
+def _cli_export(tmp_path_factory, name: str, checkpoint: Path, fmt: str) -> Path:
+    """``ubdiff-onnx export CHECKPOINT OUT --format FMT`` through the real CLI; returns OUT."""
     from typer.testing import CliRunner
 
     from ubdiff_onnx.cli.main import app
 
-    out = tmp_path_factory.mktemp("bundles") / "tiny-qat"
-    result = CliRunner().invoke(app, ["export", str(tiny_qat_checkpoint), str(out), "--format", "qdq"])
+    out = tmp_path_factory.mktemp("bundles") / name
+    result = CliRunner().invoke(app, ["export", str(checkpoint), str(out), "--format", fmt])
     assert result.exit_code == 0, result.output
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_qat_bundle(tmp_path_factory, tiny_qat_checkpoint) -> Path:
+    """``export --format qdq`` from QAT scales, through the CLI (no --calibrate)."""
+    return _cli_export(tmp_path_factory, "tiny-qat", tiny_qat_checkpoint, "qdq")
 
 
 def max_abs(a, b) -> float:
@@ -160,14 +165,7 @@ def max_abs(a, b) -> float:
 @pytest.fixture(scope="session")
 def tiny_fp32_bundle(tmp_path_factory, tiny_checkpoint) -> Path:
     """Made through the real CLI (``ubdiff-onnx export``), so the CLI path is covered once."""
-    from typer.testing import CliRunner
-
-    from ubdiff_onnx.cli.main import app
-
-    out = tmp_path_factory.mktemp("bundles") / "tiny-fp32"
-    result = CliRunner().invoke(app, ["export", str(tiny_checkpoint), str(out), "--format", "fp32"])
-    assert result.exit_code == 0, result.output
-    return out
+    return _cli_export(tmp_path_factory, "tiny-fp32", tiny_checkpoint, "fp32")
 
 
 def fast_quantization():
