@@ -1,7 +1,8 @@
 """FP32 ONNX export of the three components into a bundle (SPEC §4), validated against torch.
 
 ``torch.onnx.export(dynamo=True)`` at opset 18 with a dynamic batch axis; eval-mode BatchNorm is
-folded by the exporter's optimiser. After export every file is checked with ``onnx.checker`` and
+folded by the exporter's optimiser, and ``simplify.py`` removes the exporter's per-node leftovers
+(shape re-derivations, expand_as, split affines) that cost time at batch 1. After export every file is checked with ``onnx.checker`` and
 run by onnxruntime in a torch-free subprocess on fixed inputs (U-Net at several timesteps).
 """
 
@@ -18,6 +19,7 @@ import torch
 from torch import nn
 
 from ubdiff_onnx.conversion.components import component_modules
+from ubdiff_onnx.conversion.simplify import simplify_file_
 from ubdiff_onnx.runtime.manifest import COMPONENTS, io_spec
 
 OPSET = 18
@@ -57,6 +59,7 @@ def export_component(name: str, module: nn.Module, latent_dim: int, path: Path) 
             dynamic_shapes=dynamic, verbose=False, optimize=True,
         )
         program.save(str(path))
+    simplify_file_(path)
     _check_onnx(path, in_names, out_names)
 
 

@@ -27,10 +27,11 @@ class TableReport:
     removed_nodes: int
     outputs: int
     table_shape: list[int]
+    folded_affines: int = 0
 
     def to_dict(self) -> dict:
         return {"removed_nodes": self.removed_nodes, "tabulated_tensors": self.outputs, "table_shape": self.table_shape,
-                "dtype": "float16"}
+                "dtype": "float16", "folded_groupnorm_affines": self.folded_affines}
 
 
 def _value_dependent(graph, t_name: str) -> tuple[list, set[str]]:
@@ -57,6 +58,49 @@ def _live(nodes: list, outputs: set[str]) -> list:
             live.append(node)
             needed.update(i for i in node.input if i)
     return live[::-1]
+
+
+def _fold_affines_into_film(graph, folded: set[int], arrays: dict[str, np.ndarray]) -> int:
+    """``(x·γ + β)·S + T`` → ``x·(γ·S) + (β·S + T)`` where S, T are tabulated FiLM tensors and
+    ``x·γ + β`` is a GroupNorm affine (an affine BatchNormalization, see ``simplify.py``): the table
+    absorbs γ and β, and the graph loses a node per ResnetBlock's first GroupNorm. ``arrays`` (tensor
+    name → [T, C, 1] values) is updated in place; the BatchNormalization is left dead."""
+    from onnx import numpy_helper
+
+    from ubdiff_onnx.conversion.simplify import is_affine_batchnorm
+
+    constants = {i.name: numpy_helper.to_array(i) for i in graph.initializer if len(i.dims) <= 1}
+    live = [n for n in graph.node if id(n) not in folded]
+    readers: dict[str, list] = {}
+    for node in live:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    count = 0
+    for bn in live:
+        if not is_affine_batchnorm(bn, constants):
+            continue
+        users = readers.get(bn.output[0], [])
+        if len(users) != 1 or users[0].op_type != "Mul":
+            continue
+        mul = users[0]
+        scale = mul.input[1] if mul.input[0] == bn.output[0] else mul.input[0]
+        after = readers.get(mul.output[0], [])
+        if scale not in arrays or scale == bn.output[0] or len(readers.get(scale, [])) != 1 or len(after) != 1 or after[0].op_type != "Add":
+            continue
+        add = after[0]
+        shift = add.input[1] if add.input[0] == mul.output[0] else add.input[0]
+        if shift not in arrays or shift == mul.output[0] or len(readers.get(shift, [])) != 1:
+            continue
+        gamma, beta = constants[bn.input[1]][None, :, None], constants[bn.input[2]][None, :, None]
+        s, t = arrays[scale], arrays[shift]
+        if s.shape != t.shape or s.shape[1] != gamma.shape[1]:
+            continue
+        arrays[scale], arrays[shift] = gamma * s, beta * s + t
+        for k, name in enumerate(mul.input):
+            if name == bn.output[0]:
+                mul.input[k] = bn.input[0]
+        count += 1
+    return count
 
 
 def tabulate_timestep_path_(path: Path, timesteps: int, t_name: str = "t") -> TableReport | None:
@@ -95,7 +139,9 @@ def tabulate_timestep_path_(path: Path, timesteps: int, t_name: str = "t") -> Ta
         if inp.name != t_name:  # other inputs (x) are not read by the folded nodes; feed zeros
             shape = [timesteps if not isinstance(d, int) else d for d in inp.shape]
             feeds[inp.name] = np.zeros(shape, dtype=np.float32)
-    arrays = sess.run(frontier, feeds)
+    arrays = dict(zip(frontier, sess.run(frontier, feeds)))
+    folded_affines = _fold_affines_into_film(graph, folded, arrays)
+    arrays = [arrays[name] for name in frontier]
     per_t = [a.reshape(timesteps, -1) for a in arrays]
     shapes = [a.shape[1:] for a in arrays]
     if any(a.shape[0] != timesteps for a in arrays) or any(len(s) != 2 or s[1] != 1 for s in shapes):
@@ -122,5 +168,6 @@ def tabulate_timestep_path_(path: Path, timesteps: int, t_name: str = "t") -> Ta
     graph.value_info.extend(keep_vi)
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
-    return TableReport(removed_nodes=len(nodes), outputs=len(frontier), table_shape=list(table.shape))
+    return TableReport(removed_nodes=len(nodes), outputs=len(frontier), table_shape=list(table.shape),
+                       folded_affines=folded_affines)
 
