@@ -12,4 +12,4 @@ cp "$work/sizes.json" "$report/sizes.json"
 bundles=()
 for b in fp32 qdq int4 ts; do if [ -f "$work/paper-$b/manifest.json" ]; then bundles+=("$work/paper-$b"); fi; done
 "$py" -m ubdiff_onnx bench "${bundles[@]}" \
-  --threads 1,2 --steps 50 --repeat 30 --rounds 1 --no-ddpm --out "$report/bench" 2>&1 | tail -40
+  --threads 1,2 --steps 50 --repeat 30 --rounds 3 --no-ddpm --out "$report/bench" 2>&1 | tail -40

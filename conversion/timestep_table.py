@@ -9,7 +9,8 @@ path it replaces quantized them to 1/255 of their range, and QAT trains that pat
 the table costs what the time-path weights cost as int8 (paper: 5.1 MB against 5.4 MB).
 
 Only tensors that depend on the *values* of ``t`` are folded; anything derived from its shape (the
-batch size) stays in the graph.
+batch size) stays in the graph. Where a FiLM scale/shift pair reads a GroupNorm affine (one
+BatchNormalization after ``simplify.py``), the table absorbs γ and β too (one node less per block).
 """
 
 from __future__ import annotations
