@@ -171,7 +171,7 @@ def _affine_batchnorms(graph, constants, shapes, outputs: set[str], report: Simp
 
     readers = _consumers(graph)
     made: dict[tuple[str, str], tuple[str, str, str, str]] = {}
-    replaced: dict[int, object] = {}
+    replaced: dict[str, object] = {}  # by output name (unique in a graph), not by proto wrapper
     for node in graph.node:
         if node.op_type != "Mul" or node.input[1] not in constants or node.output[0] in outputs:
             continue
@@ -196,11 +196,11 @@ def _affine_batchnorms(graph, constants, shapes, outputs: set[str], report: Simp
             made[key] = names
         bn = helper.make_node("BatchNormalization", [node.input[0], *made[key]], [add.output[0]],
                               name=_unique(graph, f"{add.name or 'affine'}_bn"), epsilon=AFFINE_EPSILON)
-        replaced[id(node)] = bn
-        replaced[id(add)] = None
+        replaced[node.output[0]] = bn
+        replaced[add.output[0]] = None
         report.affine_batchnorms += 1
     if replaced:
-        kept = [replaced.get(id(n), n) for n in graph.node]
+        kept = [replaced.get(n.output[0], n) if len(n.output) == 1 else n for n in graph.node]
         del graph.node[:]
         graph.node.extend(n for n in kept if n is not None)
 
