@@ -63,13 +63,24 @@ def _shapes(model) -> dict[str, list]:
     return out
 
 
-def _consumers(graph) -> dict[str, list]:
+def consumers(nodes) -> dict[str, list]:
+    """Tensor name → the nodes (of ``nodes``) that read it."""
     readers: dict[str, list] = {}
-    for node in graph.node:
+    for node in nodes:
         for name in node.input:
             if name:
                 readers.setdefault(name, []).append(node)
     return readers
+
+
+def live_nodes(nodes: list, outputs: set[str]) -> list:
+    """``nodes`` (in topological order) without those no name in ``outputs`` depends on."""
+    needed, live = set(outputs), []
+    for node in reversed(nodes):
+        if any(o in needed for o in node.output):
+            live.append(node)
+            needed.update(i for i in node.input if i)
+    return live[::-1]
 
 
 def _unique(graph, base: str) -> str:
@@ -116,7 +127,7 @@ def _static_reshapes(graph, shapes, report: SimplifyReport) -> None:
 
 
 def _drop_expands(graph, shapes, report: SimplifyReport) -> None:
-    readers = _consumers(graph)
+    readers = consumers(graph.node)
     for node in graph.node:
         if node.op_type != "Expand":
             continue
@@ -146,7 +157,7 @@ def _drop_expands(graph, shapes, report: SimplifyReport) -> None:
 def _fold_mul_chains(graph, constants, outputs: set[str], report: SimplifyReport) -> None:
     from onnx import numpy_helper
 
-    readers = _consumers(graph)
+    readers = consumers(graph.node)
     for node in graph.node:
         if node.op_type != "Mul" or node.input[1] not in constants or node.output[0] in outputs:
             continue
@@ -162,14 +173,14 @@ def _fold_mul_chains(graph, constants, outputs: set[str], report: SimplifyReport
         graph.initializer.append(numpy_helper.from_array(folded, name))
         constants[name] = folded
         nxt.input[0], nxt.input[1] = node.input[0], name  # ``node`` has no reader left: _drop_dead removes it
-        readers = _consumers(graph)
+        readers = consumers(graph.node)
         report.folded_muls += 1
 
 
 def _affine_batchnorms(graph, constants, shapes, outputs: set[str], report: SimplifyReport) -> None:
     from onnx import helper, numpy_helper
 
-    readers = _consumers(graph)
+    readers = consumers(graph.node)
     made: dict[tuple[str, str], tuple[str, str, str, str]] = {}
     replaced: dict[str, object] = {}  # by output name (unique in a graph), not by proto wrapper
     for node in graph.node:
@@ -208,14 +219,10 @@ def _affine_batchnorms(graph, constants, shapes, outputs: set[str], report: Simp
 def _drop_dead(graph) -> None:
     if any(a.type in (a.GRAPH, a.GRAPHS) for n in graph.node for a in n.attribute):
         return  # subgraphs may read outer names: not worth following for these exports
-    needed = {o.name for o in graph.output}
-    live = []
-    for node in reversed(graph.node):
-        if any(o in needed for o in node.output):
-            live.append(node)
-            needed.update(i for i in node.input if i)
+    live = live_nodes(list(graph.node), {o.name for o in graph.output})
     del graph.node[:]
-    graph.node.extend(live[::-1])
+    graph.node.extend(live)
+    needed = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
     kept = [i for i in graph.initializer if i.name in needed]
     del graph.initializer[:]
     graph.initializer.extend(kept)

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ubdiff_onnx.conversion.simplify import consumers, is_affine_batchnorm, live_nodes
+
 TABLE_NAME = "timestep_table"
 
 
@@ -50,17 +52,6 @@ def _value_dependent(graph, t_name: str) -> tuple[list, set[str]]:
     return nodes, values
 
 
-def _live(nodes: list, outputs: set[str]) -> list:
-    """``nodes`` without those no graph output depends on (e.g. the DequantizeLinear of a folded
-    layer's weights, which would otherwise still run on every call)."""
-    needed, live = set(outputs), []
-    for node in reversed(nodes):
-        if any(o in needed for o in node.output):
-            live.append(node)
-            needed.update(i for i in node.input if i)
-    return live[::-1]
-
-
 def _fold_affines_into_film(graph, folded: set[int], arrays: dict[str, np.ndarray]) -> int:
     """``(x·γ + β)·S + T`` → ``x·(γ·S) + (β·S + T)`` where S, T are tabulated FiLM tensors and
     ``x·γ + β`` is a GroupNorm affine (an affine BatchNormalization, see ``simplify.py``): the table
@@ -68,14 +59,9 @@ def _fold_affines_into_film(graph, folded: set[int], arrays: dict[str, np.ndarra
     name → [T, C, 1] values) is updated in place; the BatchNormalization is left dead."""
     from onnx import numpy_helper
 
-    from ubdiff_onnx.conversion.simplify import is_affine_batchnorm
-
     constants = {i.name: numpy_helper.to_array(i) for i in graph.initializer if len(i.dims) <= 1}
     live = [n for n in graph.node if id(n) not in folded]
-    readers: dict[str, list] = {}
-    for node in live:
-        for name in node.input:
-            readers.setdefault(name, []).append(node)
+    readers = consumers(live)
     count = 0
     for bn in live:
         if not is_affine_batchnorm(bn, constants):
@@ -156,7 +142,8 @@ def tabulate_timestep_path_(path: Path, timesteps: int, t_name: str = "t") -> Ta
         helper.make_node("Split", [cast, f"{TABLE_NAME}_sizes"], frontier, name=f"{TABLE_NAME}_split", axis=1),
     ]
     sizes = np.array([s[0] for s in shapes], dtype=np.int64)
-    kept = _live(new_nodes + [n for n in graph.node if id(n) not in folded], graph_outputs)
+    # Dead now: a folded layer's weight DequantizeLinear, the absorbed affines (they would still run).
+    kept = live_nodes(new_nodes + [n for n in graph.node if id(n) not in folded], graph_outputs)
     del graph.node[:]
     graph.node.extend(kept)
     graph.initializer.extend([numpy_helper.from_array(table, TABLE_NAME), numpy_helper.from_array(sizes, f"{TABLE_NAME}_sizes")])
