@@ -2,8 +2,9 @@
 
 ``torch.onnx.export(dynamo=True)`` at opset 18 with a dynamic batch axis; eval-mode BatchNorm is
 folded by the exporter's optimiser, and ``simplify.py`` removes the exporter's per-node leftovers
-(shape re-derivations, expand_as, split affines) that cost time at batch 1. After export every file is checked with ``onnx.checker`` and
-run by onnxruntime in a torch-free subprocess on fixed inputs (U-Net at several timesteps).
+(shape re-derivations, expand_as, split affines) that cost time at batch 1. After export every file
+is checked with ``onnx.checker`` and run by onnxruntime in a torch-free subprocess on fixed inputs
+(U-Net at several timesteps).
 """
 
 from __future__ import annotations

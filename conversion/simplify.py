@@ -20,7 +20,7 @@ of the tensors other code refers to (QAT scale overrides, the timestep table):
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,9 +37,6 @@ class SimplifyReport:
     folded_muls: int = 0
     affine_batchnorms: int = 0
     removed_nodes: int = 0
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def _shapes(model) -> dict[str, list]:
