@@ -9,7 +9,7 @@ from typing import Protocol
 import numpy as np
 
 from ubdiff_onnx.runtime.manifest import COMPONENTS, BundleError, Manifest
-from ubdiff_onnx.runtime.sessions import OPTIMIZATION_LEVELS, make_session
+from ubdiff_onnx.runtime.sessions import make_session
 
 RUNTIMES = ("onnxruntime", "torchscript")
 
@@ -20,8 +20,6 @@ class Component(Protocol):
 
 class OrtComponent:
     def __init__(self, path: Path, want_in: list[str], want_out: list[str], threads: int, optimization: str = "all") -> None:
-        if optimization not in OPTIMIZATION_LEVELS:
-            raise BundleError(f"{path}: the manifest asks for graph optimisation {optimization!r}; expected one of {', '.join(OPTIMIZATION_LEVELS)}")
         try:
             self.session = make_session(path, threads, optimization=optimization)
         except Exception as exc:  # onnxruntime raises its own exception types
@@ -67,5 +65,5 @@ def load_components(manifest: Manifest, runtime: str = "onnxruntime", threads: i
         if is_ts:
             out[name] = TorchScriptComponent(path, list(comp["inputs"]), threads)
         else:
-            out[name] = OrtComponent(path, list(comp["inputs"]), list(comp["outputs"]), threads, comp.get("graph_optimization", "all"))
+            out[name] = OrtComponent(path, list(comp["inputs"]), list(comp["outputs"]), threads, manifest.graph_optimization(name))
     return out

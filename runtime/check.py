@@ -24,7 +24,7 @@ def run_components(bundle_dir: Path, inputs: dict[str, np.ndarray], threads: int
         feeds = {k.split(".", 1)[1]: v for k, v in inputs.items() if k.split(".", 1)[0] == name}
         if not feeds:
             continue
-        sess = make_session(manifest.component_path(name), threads, optimization=manifest.component(name).get("graph_optimization", "all"))
+        sess = make_session(manifest.component_path(name), threads, optimization=manifest.graph_optimization(name))
         declared = list(manifest.component(name)["inputs"])
         actual = [i.name for i in sess.get_inputs()]
         if declared != actual:

@@ -60,6 +60,17 @@ class Manifest:
     def component(self, name: str) -> dict[str, Any]:
         return self.data["components"][name]
 
+    def graph_optimization(self, name: str) -> str:
+        """The onnxruntime graph optimisation level component ``name`` runs at ("all" unless the
+        export asked otherwise, e.g. the QDQ U-Net: ``conversion/export_qdq.py``)."""
+        from ubdiff_onnx.runtime.sessions import OPTIMIZATION_LEVELS
+
+        level = self.component(name).get("graph_optimization", "all")
+        if level not in OPTIMIZATION_LEVELS:
+            raise BundleError(f"{self.root / 'manifest.json'}: component {name} asks for graph optimisation {level!r}; "
+                              f"expected one of {', '.join(OPTIMIZATION_LEVELS)}")
+        return level
+
     def verify_files(self) -> None:
         """Check every component file exists and has the sha256 the manifest records."""
         for name in COMPONENTS:

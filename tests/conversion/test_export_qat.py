@@ -22,7 +22,7 @@ def test_qat_bundle_is_int8_and_matches_the_fake_quant_model(tiny_qat_bundle):
     q = man.data["quantization"]
     assert q["method"].startswith("quantization-aware training")
     for name in COMPONENTS:
-        assert not float_heavy_ops(optimized_op_histogram(man.component_path(name), man.component(name).get("graph_optimization", "all"))), name
+        assert not float_heavy_ops(optimized_op_histogram(man.component_path(name), man.graph_optimization(name))), name
         assert q["qat"][name]["layers_from_qat"] > 0
     # QAT keeps the U-Net's time MLP float by default: the export quantizes it by calibration and says so
     assert "unet.time_mlp.fc1" in q["qat"]["unet"]["calibrated_at_export"]

@@ -24,7 +24,7 @@ def test_qdq_bundle_runs_every_heavy_op_in_int8(tiny_qdq_bundle):
     hist = man.data["quantization"]["op_histogram"]
     for name in COMPONENTS:
         # recompute from the file, don't trust the manifest
-        fresh = optimized_op_histogram(man.component_path(name), man.component(name).get("graph_optimization", "all"))
+        fresh = optimized_op_histogram(man.component_path(name), man.graph_optimization(name))
         assert fresh == hist[name]
         assert not float_heavy_ops(fresh), (name, fresh)
         assert not HEAVY_FLOAT_OPS & set(fresh)

@@ -79,7 +79,7 @@ def _load(bundle: Path, threads: int, runtime: str, verify: bool):
             if is_ts:
                 out[name] = TorchScriptComponent(path, list(comp["inputs"]), threads_)
             else:
-                out[name] = OrtComponent(path, list(comp["inputs"]), list(comp["outputs"]), threads_, comp.get("graph_optimization", "all"))
+                out[name] = OrtComponent(path, list(comp["inputs"]), list(comp["outputs"]), threads_, manifest.graph_optimization(name))
             times[name] = time.perf_counter() - t0
         return out
 
