@@ -2,7 +2,8 @@
 
 They reproduce the torch samplers of :mod:`ubdiff_onnx.models.diffusion` (and so the original
 UB-Diff ``p_sample_loop`` / ``ddim_sample``) operation for operation in float32, from the same
-schedule tables, so an onnxruntime loop and the torch model agree step for step.
+schedule tables, so an onnxruntime loop and the torch model agree step for step. The few-step
+solvers (DPM-Solver++, UniPC) are in :mod:`ubdiff_onnx.runtime.multistep`.
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ class DDPMScheduler:
 
     needs_noise = True
 
-    def __init__(self, tables: ScheduleTables, objective: str = "pred_v") -> None:
-        self.tables, self.objective = tables, objective
+    def __init__(self, tables: ScheduleTables, objective: str = "pred_v", clip_x0: bool = True) -> None:
+        self.tables, self.objective, self.clip_x0 = tables, objective, clip_x0
         self.timesteps = np.arange(tables.num_timesteps - 1, -1, -1, dtype=np.int64)
 
     def set_timesteps(self, steps: int | None = None) -> None:
@@ -53,7 +54,7 @@ class DDPMScheduler:
 
     def step(self, model_output: np.ndarray, t: int, sample: np.ndarray, noise: np.ndarray | None = None) -> np.ndarray:
         tb = self.tables
-        x0, _ = predict_x0_eps(tb, self.objective, model_output, t, sample, clip=True)
+        x0, _ = predict_x0_eps(tb, self.objective, model_output, t, sample, clip=self.clip_x0)
         mean = tb.posterior_mean_coef1[t] * x0 + tb.posterior_mean_coef2[t] * sample
         if t == 0:
             return mean
@@ -65,10 +66,10 @@ class DDPMScheduler:
 class DDIMScheduler:
     """DDIM on the original's truncated-linspace times; eta = 0 is deterministic."""
 
-    def __init__(self, tables: ScheduleTables, objective: str = "pred_v", eta: float = 0.0) -> None:
+    def __init__(self, tables: ScheduleTables, objective: str = "pred_v", eta: float = 0.0, clip_x0: bool = True) -> None:
         if eta < 0:
             raise ValueError(f"eta must be >= 0, got {eta}")
-        self.tables, self.objective, self.eta = tables, objective, F32(eta)
+        self.tables, self.objective, self.eta, self.clip_x0 = tables, objective, F32(eta), clip_x0
         self.set_timesteps(tables.num_timesteps)
 
     @property
@@ -86,7 +87,7 @@ class DDIMScheduler:
     def step(self, model_output: np.ndarray, t: int, sample: np.ndarray, noise: np.ndarray | None = None) -> np.ndarray:
         tb = self.tables
         t_next = self._next[int(t)]
-        x0, eps = predict_x0_eps(tb, self.objective, model_output, t, sample, clip=True)
+        x0, eps = predict_x0_eps(tb, self.objective, model_output, t, sample, clip=self.clip_x0)
         if t_next < 0:
             return x0
         a, a_next = tb.alphas_cumprod[t], tb.alphas_cumprod[t_next]
