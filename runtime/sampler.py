@@ -19,9 +19,9 @@ from ubdiff_onnx.runtime.backends import load_components
 from ubdiff_onnx.runtime.manifest import BundleError, Manifest, read_manifest
 from ubdiff_onnx.runtime.normalization import NormConstants, denormalize_seismic, denormalize_velocity
 from ubdiff_onnx.runtime.schedule import ScheduleTables, make_schedule, schedule_tables
+from ubdiff_onnx.runtime.multistep import (DEFAULT_SAMPLER, DEFAULT_SPACING, DEFAULT_STEPS, ODE_SOLVERS, SAMPLERS, SPACINGS,
+                                           default_steps)
 from ubdiff_onnx.runtime.schedulers import DDIMScheduler, DDPMScheduler
-
-SAMPLERS = ("ddim", "ddpm")
 
 
 def _version_tuple(v: str) -> tuple[int, ...]:
@@ -69,20 +69,31 @@ class BundleSampler:
         self.components = load_components(self.manifest, runtime, threads)
 
     # -- pieces --------------------------------------------------------------------------------
-    def make_scheduler(self, sampler: str, steps: int | None, eta: float = 0.0):
+    def make_scheduler(self, sampler: str, steps: int | None, eta: float = 0.0, spacing: str | None = None, clip_x0: bool = True):
+        """``spacing`` (None = linspace) applies to the ODE solvers only; ddim/ddpm keep the original's times."""
         T = self.tables.num_timesteps
+        if sampler not in SAMPLERS:
+            raise ValueError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
+        if spacing is not None and sampler not in ODE_SOLVERS:
+            raise ValueError(f"--timestep-spacing applies to {', '.join(ODE_SOLVERS)}; {sampler} uses the original UB-Diff timesteps")
         if sampler == "ddpm":
-            sch = DDPMScheduler(self.tables, self.objective)
+            sch = DDPMScheduler(self.tables, self.objective, clip_x0)
             sch.set_timesteps(steps)
             return sch
+        steps = default_steps(sampler, T) if steps is None else steps
+        if not 1 <= steps <= T:
+            raise ValueError(f"--steps must be between 1 and {T}, got {steps}")
         if sampler == "ddim":
-            steps = T if steps is None else steps
-            if not 1 <= steps <= T:
-                raise ValueError(f"--steps must be between 1 and {T}, got {steps}")
-            sch = DDIMScheduler(self.tables, self.objective, eta)
-            sch.set_timesteps(steps)
-            return sch
-        raise ValueError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
+            sch = DDIMScheduler(self.tables, self.objective, eta, clip_x0)
+        else:
+            if eta:
+                raise ValueError(f"--eta applies to ddim only; {sampler} is a deterministic ODE solver")
+            if spacing is not None and spacing not in SPACINGS:
+                raise ValueError(f"--timestep-spacing must be one of {', '.join(SPACINGS)}, got {spacing!r}")
+            cls, order = ODE_SOLVERS[sampler]
+            sch = cls(self.tables, self.objective, order, spacing or DEFAULT_SPACING, clip_x0)
+        sch.set_timesteps(steps)
+        return sch
 
     def unet(self, x: np.ndarray, t: int) -> np.ndarray:
         tt = np.full((x.shape[0],), t, dtype=np.int64)
@@ -120,10 +131,12 @@ class BundleSampler:
         self,
         num_samples: int,
         *,
-        steps: int | None = 50,
-        sampler: str = "ddim",
+        steps: int | None = DEFAULT_STEPS,
+        sampler: str = DEFAULT_SAMPLER,
         seed: int = 0,
         eta: float = 0.0,
+        spacing: str | None = None,
+        clip_x0: bool = True,
         batch_size: int = 8,
         init_noise: np.ndarray | None = None,
         progress: Callable[[int], None] | None = None,
@@ -135,7 +148,9 @@ class BundleSampler:
             raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
         if init_noise is not None and init_noise.shape != (num_samples, 1, self.latent_dim):
             raise ValueError(f"--init-noise has shape {init_noise.shape}, expected ({num_samples}, 1, {self.latent_dim})")
-        scheduler = self.make_scheduler(sampler, steps, eta)
+        if init_noise is not None and not np.all(np.isfinite(init_noise)):
+            raise ValueError(f"--init-noise has {int(np.size(init_noise) - np.isfinite(init_noise).sum())} NaN/Inf values")
+        scheduler = self.make_scheduler(sampler, steps, eta, spacing, clip_x0)
         for start in range(0, num_samples, batch_size):
             idx = np.arange(start, min(start + batch_size, num_samples))
             x_T, rngs = self.initial_noise(seed, idx)

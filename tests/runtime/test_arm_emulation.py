@@ -31,7 +31,7 @@ FP32_TOL = 1e-5
 # carries them forward. The one-step criterion therefore does not hold end to end for the U-Net
 # loop; this bound documents the measurement (see the issue 6 note), pi4 vs pi5 stays at one step.
 QDQ_STEPS_VS_X86 = 8
-STEPS = 4          # DDIM steps, eta = 0
+STEPS = 4          # U-Net calls of the default sampler (runtime.multistep.DEFAULT_SAMPLER)
 NUM_SAMPLES = 2
 
 SNIPPET = r'''
@@ -39,6 +39,7 @@ import ctypes, importlib.util, json, os, platform, sys
 import numpy as np
 import onnxruntime
 import ubdiff_onnx.runtime
+from ubdiff_onnx.runtime.multistep import DEFAULT_SAMPLER
 from ubdiff_onnx.runtime.sampler import BundleSampler
 
 bundle, steps = ARGS[0], int(ARGS[1])
@@ -51,7 +52,7 @@ def decode(latent):  # keep the decoders' normalised outputs as well as the deno
     decoded.append((v, s))
     return v, s
 smp.decode = decode
-batches = list(smp.sample(len(x_T), steps=steps, sampler="ddim", eta=0.0, seed=0,
+batches = list(smp.sample(len(x_T), steps=steps, sampler=DEFAULT_SAMPLER, seed=0,
                           batch_size=len(x_T), init_noise=x_T))
 dotprod = -1
 if platform.machine() == "aarch64":  # AT_HWCAP (16), HWCAP_ASIMDDP = bit 20

@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ubdiff_onnx.cli.main import app
+from ubdiff_onnx.runtime.multistep import DEFAULT_SAMPLER
 from ubdiff_onnx.runtime.sampler import BundleSampler
 
 runner = CliRunner()
@@ -85,7 +86,7 @@ def test_cli_sample_writes_the_npz_without_importing_torch(tiny_fp32_bundle, tmp
     assert proc.returncode == 0, proc.stderr
     with np.load(out) as d:
         assert d["velocity"].shape == (2, 1, 70, 70) and d["seismic"].shape == (2, 5, 1000, 70)
-        assert d["latent"].shape == (2, 32) and int(d["seed"]) == 3 and int(d["steps"]) == 5 and str(d["sampler"]) == "ddim"
+        assert d["latent"].shape == (2, 32) and int(d["seed"]) == 3 and int(d["steps"]) == 5 and str(d["sampler"]) == DEFAULT_SAMPLER
     assert sorted(p.name for p in (tmp_path / "png").iterdir()) == ["sample-0000.png", "sample-0001.png"]
     # the same x_T through the API gives the same latents
     smp = BundleSampler(tiny_fp32_bundle)
@@ -117,6 +118,15 @@ def test_bad_bundles_and_flags(tiny_fp32_bundle, tmp_path):
     _err([b, "--steps", "0"], tmp_path, "--steps")
     _err([b, "--steps", "257"], tmp_path, "--steps")
     _err([b, "--sampler", "euler"], tmp_path, "--sampler")
+    _err([b, "--sampler", "dpmpp3m", "--steps", "2"], tmp_path, "--steps 2 is too few for dpmpp3m")
+    _err([b, "--sampler", "unipc", "--eta", "0.5"], tmp_path, "--eta applies to ddim only")
+    _err([b, "--sampler", "ddim", "--timestep-spacing", "trailing"], tmp_path, "--timestep-spacing applies to")
+    _err([b, "--timestep-spacing", "karras"], tmp_path, "--timestep-spacing")
+    _err([b, "--sampler", "dpmpp2m", "--steps", "256", "--timestep-spacing", "linspace"], tmp_path, "repeats timesteps")
+    bad = np.random.default_rng(0).standard_normal((2, 1, 32)).astype(np.float32)
+    bad[1, 0, 3] = np.nan
+    np.save(tmp_path / "nan.npy", bad)
+    _err([b, "--init-noise", tmp_path / "nan.npy"], tmp_path, "--init-noise", "1 NaN/Inf")
     np.save(tmp_path / "bad.npy", np.zeros((3, 1, 32), np.float32))
     _err([b, "--init-noise", tmp_path / "bad.npy"], tmp_path, "--init-noise", "expected (2, 1, 32)")
     man = json.loads((b / "manifest.json").read_text())

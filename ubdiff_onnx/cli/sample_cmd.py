@@ -8,9 +8,10 @@ from typing import Annotated, Optional
 import typer
 
 from ubdiff_onnx.cli._errors import user_errors
-from ubdiff_onnx.cli._options import SeedOpt, ThreadsOpt
+from ubdiff_onnx.cli._options import ClipX0Opt, SamplerOpt, SeedOpt, SpacingOpt, ThreadsOpt, check_sampler_flags
 from ubdiff_onnx.cli.app import app
 from ubdiff_onnx.errors import UserError
+from ubdiff_onnx.runtime.multistep import DEFAULT_SAMPLER
 
 
 @app.command("sample")
@@ -18,15 +19,17 @@ from ubdiff_onnx.errors import UserError
 def sample(
     bundle_dir: Annotated[Path, typer.Argument(help="Bundle folder made by `export` (manifest.json + components).")],
     num_samples: Annotated[int, typer.Option("--num-samples", "-n", help="How many velocity/seismic pairs to generate.")] = 4,
-    steps: Annotated[Optional[int], typer.Option("--steps", help="DDIM steps (1..T); ddpm always runs all T steps.")] = 50,
-    sampler: Annotated[str, typer.Option("--sampler", help="ddim (fast, deterministic with eta 0) or ddpm (ancestral, all T steps).")] = "ddim",
+    steps: Annotated[Optional[int], typer.Option("--steps", help="U-Net calls per sample (1..T); default 10 for the ODE solvers, 50 for ddim; ddpm always runs all T.")] = None,
+    sampler: SamplerOpt = DEFAULT_SAMPLER,
     seed: SeedOpt = 0,
     out: Annotated[Path, typer.Option("--out", help="Output .npz: velocity (N,1,70,70) m/s, seismic (N,5,1000,70), latent (N,L), seed, steps, sampler.")] = Path("samples.npz"),
     init_noise: Annotated[Optional[Path], typer.Option("--init-noise", help="(N,1,L) float32 .npy to start from instead of seeded noise (reproducible across runtimes).")] = None,
     png: Annotated[Optional[Path], typer.Option("--png", help="Also write one PNG per sample (velocity map + shot gathers) into this folder; needs matplotlib.")] = None,
     threads: ThreadsOpt = 0,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Samples denoised and decoded together; lower it to save memory on a Pi.")] = 4,
-    eta: Annotated[float, typer.Option("--eta", min=0.0, help="DDIM eta (0 = deterministic).")] = 0.0,
+    eta: Annotated[float, typer.Option("--eta", min=0.0, help="DDIM eta (0 = deterministic); ddim only.")] = 0.0,
+    timestep_spacing: SpacingOpt = None,
+    clip_x0: ClipX0Opt = True,
     runtime: Annotated[str, typer.Option("--runtime", help="onnxruntime (the Pi path, no torch) or torchscript (drives a TorchScript bundle with the same loop; imports torch).")] = "onnxruntime",
 ) -> None:
     """Run the diffusion loop with onnxruntime + numpy, decode, and write denormalised samples."""
@@ -41,8 +44,7 @@ def sample(
     console = Console(stderr=True)
     if runtime not in ("onnxruntime", "torchscript"):
         raise UserError(f"--runtime: expected onnxruntime or torchscript, got {runtime!r}")
-    if sampler not in ("ddim", "ddpm"):
-        raise UserError(f"--sampler: expected ddim or ddpm, got {sampler!r}")
+    check_sampler_flags(sampler, steps, eta, timestep_spacing)
     if num_samples < 1:
         raise UserError(f"--num-samples: expected >= 1, got {num_samples}")
     if out.suffix != ".npz":
@@ -58,11 +60,10 @@ def sample(
         smp = BundleSampler(bundle_dir, threads=threads, runtime=runtime)
     except BundleError as exc:
         raise UserError(str(exc)) from None
-    T = smp.tables.num_timesteps
-    if sampler == "ddpm":
-        steps = T
-    elif steps is None or not 1 <= steps <= T:
-        raise UserError(f"--steps: expected 1..{T} for ddim, got {steps}")
+    try:
+        steps = len(smp.make_scheduler(sampler, steps, eta, timestep_spacing, clip_x0).timesteps)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     noise = None
     if init_noise is not None:
         try:
@@ -71,6 +72,9 @@ def sample(
             raise UserError(f"--init-noise {init_noise}: cannot read a .npy array ({exc})") from None
         if noise.shape != (num_samples, 1, smp.latent_dim):
             raise UserError(f"--init-noise {init_noise}: shape {noise.shape}, expected ({num_samples}, 1, {smp.latent_dim})")
+        if not np.issubdtype(noise.dtype, np.floating) or not np.all(np.isfinite(noise)):
+            bad = "not a float array" if not np.issubdtype(noise.dtype, np.floating) else f"{int(noise.size - np.isfinite(noise).sum())} NaN/Inf values"
+            raise UserError(f"--init-noise {init_noise}: {bad}; expected finite float32 N(0,1) noise")
     if png is not None:
         png.mkdir(parents=True, exist_ok=True)
 
@@ -81,7 +85,7 @@ def sample(
         with Progress(TextColumn("[bold]sampling[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("U-Net steps"), TimeRemainingColumn(), console=console) as bar:
             task = bar.add_task("steps", total=steps * num_samples)
             gen = smp.sample(num_samples, steps=steps, sampler=sampler, seed=seed, eta=eta, batch_size=batch_size, init_noise=noise,
-                             progress=lambda n: bar.advance(task, n))
+                             spacing=timestep_spacing, clip_x0=clip_x0, progress=lambda n: bar.advance(task, n))
             for batch in gen:
                 velocity[batch.indices] = batch.velocity
                 latent[batch.indices] = batch.latent
@@ -92,6 +96,7 @@ def sample(
                     for j, i in enumerate(batch.indices):
                         plot_sample(batch.velocity[j], batch.seismic[j], png / f"sample-{i:04d}.png", title=f"sample {i} (seed {seed}, {sampler} {steps})")
         writer.finish(velocity=velocity, latent=latent, seed=np.int64(seed), steps=np.int64(steps), sampler=np.str_(sampler), eta=np.float32(eta),
+                      timestep_spacing=np.str_(timestep_spacing or ""), clip_x0=np.bool_(clip_x0),
                       bundle_precision=np.str_(smp.manifest.precision))
     except BaseException:
         writer.abort()
