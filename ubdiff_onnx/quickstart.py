@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ubdiff_onnx.errors import UserError
+from ubdiff_onnx.runtime.multistep import DEFAULT_SAMPLER, DEFAULT_STEPS
 
 STATE_FILE = "quickstart.json"
 
@@ -31,7 +32,9 @@ class QuickstartConfig:
     train_steps: int | None = None          # None: the tiny preset's defaults (the full tiny training)
     train_epochs: int | None = None
     sample_count: int = 8
-    sample_steps: int = 50
+    sampler: str = DEFAULT_SAMPLER         # sample and evaluate use the default sampler; bench compares it with DDIM
+    sample_steps: int = DEFAULT_STEPS
+    ddim_steps: int = 50                   # bench's DDIM baseline
     bench_repeat: int = 30
     bench_threads: str = "1,2"
     eval_samples: int = 32
@@ -39,7 +42,7 @@ class QuickstartConfig:
 
     @classmethod
     def smoke(cls) -> "QuickstartConfig":
-        return cls(data_samples=16, train_steps=3, train_epochs=1, sample_count=2, sample_steps=4, bench_repeat=2, bench_threads="1", eval_samples=3)
+        return cls(data_samples=16, train_steps=3, train_epochs=1, sample_count=2, sample_steps=4, ddim_steps=4, bench_repeat=2, bench_threads="1", eval_samples=3)
 
 
 @dataclass
@@ -167,14 +170,15 @@ def _export(q: Quickstart) -> list[str]:
 def _sample(q: Quickstart) -> list[str]:
     out = q.out / "samples"
     out.mkdir(exist_ok=True)
-    q.cli("sample", "sample", q.bundle("qdq"), "--num-samples", str(q.cfg.sample_count), "--steps", str(q.cfg.sample_steps),
+    q.cli("sample", "sample", q.bundle("qdq"), "--num-samples", str(q.cfg.sample_count), "--sampler", q.cfg.sampler, "--steps", str(q.cfg.sample_steps),
           "--seed", str(q.cfg.seed), "--out", out / "samples.npz", "--png", out / "png")
     return [str(out / "samples.npz")]
 
 
 def _bench(q: Quickstart) -> list[str]:
     q.cli("bench", "bench", q.bundle("fp32"), q.bundle("qdq"), q.bundle("torchscript"), "--threads", q.cfg.bench_threads,
-          "--steps", str(q.cfg.sample_steps), "--repeat", str(q.cfg.bench_repeat), "--no-ddpm", "--out", q.out / "bench")
+          "--steps", str(q.cfg.ddim_steps), "--samplers", f"{q.cfg.sampler}:{q.cfg.sample_steps}", "--repeat", str(q.cfg.bench_repeat),
+          "--no-ddpm", "--out", q.out / "bench")
     return [str(q.out / "bench" / "bench.json")]
 
 
@@ -182,7 +186,7 @@ def _evaluate(q: Quickstart) -> list[str]:
     outputs = []
     for bundle, reference, out in (("qdq", "fp32-qat", "evaluation"), ("qdq-ptq", "fp32", "evaluation-ptq")):
         q.cli("evaluate", "evaluate", "--bundle", q.bundle(bundle), "--reference", q.bundle(reference), "--checkpoint", _float_checkpoint(q),
-              "--data", q.data_dir, "--num-samples", str(q.cfg.eval_samples), "--steps", str(q.cfg.sample_steps), "--seed", str(q.cfg.seed),
+              "--data", q.data_dir, "--num-samples", str(q.cfg.eval_samples), "--sampler", q.cfg.sampler, "--steps", str(q.cfg.sample_steps), "--seed", str(q.cfg.seed),
               "--out", q.out / out)
         outputs.append(str(q.out / out / "evaluate.json"))
     return outputs

@@ -21,7 +21,8 @@ COMPONENTS = ("unet", "velocity_decoder", "seismic_decoder")
 def tiny_report(tmp_path_factory, tiny_fp32_bundle, tiny_qdq_bundle) -> Path:
     out = tmp_path_factory.mktemp("bench") / "report"
     res = CliRunner().invoke(app, ["bench", str(tiny_fp32_bundle), str(tiny_qdq_bundle), "--threads", "1,2", "--steps", "3",
-                                   "--repeat", "2", "--warmup", "1", "--e2e-repeat", "1", "--rounds", "2", "--out", str(out)])
+                                   "--repeat", "2", "--warmup", "1", "--e2e-repeat", "1", "--rounds", "2", "--samplers", "unipc:4,dpmpp3m:3",
+                                   "--out", str(out)])
     assert res.exit_code == 0, res.output
     return out
 
@@ -48,6 +49,7 @@ def test_report_files_and_structure(tiny_report, tiny_fp32_bundle, tiny_qdq_bund
             assert len(s["round_medians_ms"]) == 2
         assert r["end_to_end"]["ddim"]["steps"] == 3 and r["end_to_end"]["ddim"]["n"] == 2
         assert r["end_to_end"]["ddpm"]["steps"] == 256
+        assert r["end_to_end"]["unipc-4"]["steps"] == 4 and r["end_to_end"]["dpmpp3m-3"]["n"] == 2
         assert r["total_bytes"] == sum(r["bytes"].values()) > 0
         assert r["peak_rss_bytes"]["sample_process_max"] > 0 and r["peak_rss_bytes"]["measure_process_max"] > 0
         assert r["sample_process"]["sample_s_median"] > 0
@@ -69,6 +71,7 @@ def test_report_files_and_structure(tiny_report, tiny_fp32_bundle, tiny_qdq_bund
     assert rep["results"]["targets"] == []  # the issues' targets are for the paper preset only
     md = (tiny_report / "bench.md").read_text()
     assert "| bundle | precision | threads |" in md and "Achieved fraction of peak" in md
+    assert "End-to-end sample per sampler" in md and "unipc-4" in md
     assert tiny_qdq_bundle.name in md
 
 

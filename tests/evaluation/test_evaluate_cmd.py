@@ -90,6 +90,8 @@ def test_without_reference_skips_fidelity(tiny_fp32_bundle, tiny_checkpoint, sma
     [
         (["--bundle", "{missing}"], "--bundle"),
         (["--bundle", "{fp32}", "--steps", "100000"], "--steps"),
+        (["--bundle", "{fp32}", "--sampler", "dpmpp3m", "--steps", "2"], "too few for dpmpp3m"),
+        (["--bundle", "{fp32}", "--sampler", "heun"], "--sampler"),
         (["--bundle", "{fp32}", "--checkpoint", "{missing}"], "--checkpoint"),
         (["--bundle", "{fp32}", "--data", "{missing}"], "nope"),
     ],

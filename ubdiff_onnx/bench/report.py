@@ -77,6 +77,21 @@ def markdown(report: dict[str, Any]) -> str:
             cells.append(f"{d / 1000:.2f} ({_x(vs.get('ddpm'))})" if d else "–")
         L.append("| " + " | ".join(cells) + " |")
     L.append("")
+    extra = [k for k in dict.fromkeys(k for r in rows for k in r["end_to_end"]) if k not in ("ddim", "ddpm")]
+    if extra:
+        L.append(f"## End-to-end sample per sampler (batch 1, median ms; speedup over DDIM-{steps} of the same bundle and threads)")
+        L.append("")
+        head = ["bundle", "threads", f"DDIM-{steps}", *extra]
+        L.append("| " + " | ".join(head) + " |")
+        L.append("|" + "---|" * len(head))
+        for r in rows:
+            d = r["end_to_end"].get("ddim", {}).get("median_ms")
+            cells = [f"`{r['label']}`", str(r["threads"]), _ms(d)]
+            for k in extra:
+                e = r["end_to_end"].get(k, {}).get("median_ms")
+                cells.append(f"{_ms(e)} ({_x(d / e if d and e else None)})")
+            L.append("| " + " | ".join(cells) + " |")
+        L.append("")
     L.append("## Size, load time, memory")
     L.append("")
     head = ["bundle", "threads", "U-Net MB", "velocity MB", "seismic MB", "total MB (vs baseline)", "load s",

@@ -61,6 +61,7 @@ class BenchOptions:
     cli_sample: bool = True
     cli_samples: int = 4
     timeout_s: float = 900.0
+    samplers: list[tuple[str, int]] = field(default_factory=list)  # extra end-to-end settings besides DDIM-steps
 
 
 @dataclass
@@ -79,9 +80,9 @@ def parse_threads(text: str) -> list[int]:
     try:
         vals = [int(x) for x in str(text).replace(" ", "").split(",") if x]
     except ValueError:
-        raise UserError(f"--threads: expected a comma-separated list of positive integers like 1,2,4, got {text!r}") from None
-    if not vals or any(v < 1 for v in vals):
-        raise UserError(f"--threads: expected a comma-separated list of positive integers like 1,2,4, got {text!r}")
+        raise UserError(f"--threads: expected a comma-separated list of thread counts like 0,1,2 (0: the default per-component rule), got {text!r}") from None
+    if not vals or any(v < 0 for v in vals):
+        raise UserError(f"--threads: expected a comma-separated list of thread counts like 0,1,2 (0: the default per-component rule), got {text!r}")
     return list(dict.fromkeys(vals))
 
 
@@ -141,13 +142,18 @@ def plan(bundles: list[BenchBundle], opts: BenchOptions) -> list[Job]:
     return jobs
 
 
+def e2e_keys(opts: BenchOptions) -> list[str]:
+    """End-to-end settings measured: "ddim" (DDIM-``steps``), "ddpm", and "NAME-STEPS" per --samplers entry."""
+    return ["ddim", "ddpm", *(f"{n}-{k}" for n, k in opts.samplers)]
+
+
 def _worker_cmd(job: Job, opts: BenchOptions, out_json: Path, scratch: Path) -> list[str]:
     b = job.bundle
     cmd = [sys.executable, "-m", "ubdiff_onnx.bench.worker", str(b.path), "--threads", str(job.threads), "--mode", job.kind,
            "--runtime", b.runtime, "--steps", str(opts.steps), "--seed", str(job.round), "--out", str(out_json)]
     if job.kind == "measure":
         cmd += ["--warmup", str(opts.warmup), "--repeat", str(opts.repeat), "--e2e-repeat", str(opts.e2e_repeat),
-                "--ddpm-repeat", "1" if opts.ddpm else "0"]
+                "--ddpm-repeat", "1" if opts.ddpm else "0", "--samplers", ",".join(f"{n}:{k}" for n, k in opts.samplers)]
     if job.kind == "cli":
         cmd += ["--", "sample", str(b.path), "--num-samples", str(opts.cli_samples), "--batch-size", "1", "--steps", str(opts.steps),
                 "--sampler", "ddim", "--seed", "0", "--threads", str(job.threads), "--runtime", b.runtime,
@@ -157,7 +163,9 @@ def _worker_cmd(job: Job, opts: BenchOptions, out_json: Path, scratch: Path) -> 
 
 def _worker_env(threads: int) -> dict[str, str]:
     env = dict(os.environ)
-    env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    env.update(OPENBLAS_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    if threads > 0:  # 0: the runtime's per-component rule chooses
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     return env
 
 
@@ -244,10 +252,11 @@ def aggregate(bundles: list[BenchBundle], results: list[dict[str, Any]], opts: B
                                    "bytes": b.bytes, "total_bytes": b.total_bytes}
             row["components"] = {c: _pool([r["components"][c]["samples_ms"] for r in meas]) for c in COMPONENTS}
             row["end_to_end"] = {}
-            for kind in ("ddim", "ddpm"):
+            for kind in e2e_keys(opts):
                 got = [r["end_to_end"][kind]["samples_ms"] for r in meas if kind in r.get("end_to_end", {})]
                 if got:
-                    row["end_to_end"][kind] = {**_pool(got), "steps": meas[0]["end_to_end"][kind]["steps"]}
+                    first = next(r["end_to_end"][kind] for r in meas if kind in r.get("end_to_end", {}))
+                    row["end_to_end"][kind] = {**_pool(got), "steps": first["steps"], "sampler": first.get("sampler", kind)}
             row["load_s"] = {
                 "total_median": statistics.median(r["load"]["total_s"] for r in meas) if meas else None,
                 "per_component_median": {c: statistics.median(r["load"]["per_component_s"][c] for r in meas) for c in COMPONENTS} if meas else {},
@@ -275,7 +284,7 @@ def aggregate(bundles: list[BenchBundle], results: list[dict[str, Any]], opts: B
             shares = [x for x in shares if x is not None]
             row["machine_load"] = {"loadavg_max": max(loads, default=None), "loadavg_median": statistics.median(loads) if loads else None,
                                    "cpu_per_wall_median": statistics.median(shares) if shares else None,
-                                   "cpu_per_wall_per_thread": statistics.median(shares) / t if shares else None}
+                                   "cpu_per_wall_per_thread": statistics.median(shares) / (t or machine["physical_cores"]) if shares else None}
             row["arithmetic"] = _arith(b, t, row, ref_macs.get(b.label), counts.get(b.label, {}), machine, opts)
             rows.append(row)
     _ratios(rows, baseline)
@@ -285,6 +294,7 @@ def aggregate(bundles: list[BenchBundle], results: list[dict[str, Any]], opts: B
 def _arith(b: BenchBundle, threads: int, row: dict[str, Any], macs: dict[str, int] | None, own: dict[str, Any],
            machine: dict[str, Any], opts: BenchOptions) -> dict[str, Any]:
     kind = PRECISION_ARITHMETIC.get(b.precision, "fp32")
+    threads = threads or int(machine.get("physical_cores") or 1)  # 0: the default rule, up to all physical cores
     peak = peak_gmacs(machine.get("peak", {}), kind, threads)
     out: dict[str, Any] = {"peak_kind": kind, "peak_gmacs": peak, "fp32_peak_gmacs": peak_gmacs(machine.get("peak", {}), "fp32", threads),
                            "macs_per_call": macs, "executed_macs_per_call": {c: own[c]["macs"] for c in COMPONENTS if isinstance(own.get(c), dict)},
@@ -299,7 +309,7 @@ def _arith(b: BenchBundle, threads: int, row: dict[str, Any], macs: dict[str, in
         return {"gmacs": g, "fraction_of_peak": g / peak if peak else None}
 
     out["components"] = {c: rate(macs[c], (row["components"][c] or {}).get("median_ms")) for c in COMPONENTS}
-    for kind_e2e in ("ddim", "ddpm"):
+    for kind_e2e in e2e_keys(opts):
         e = row["end_to_end"].get(kind_e2e)
         if e:
             per_sample = e["steps"] * macs["unet"] + macs["velocity_decoder"] + macs["seismic_decoder"]
@@ -315,7 +325,7 @@ def _ratios(rows: list[dict[str, Any]], baseline: BenchBundle) -> None:
         for c in COMPONENTS:
             a, b = (base["components"][c] or {}).get("median_ms"), (row["components"][c] or {}).get("median_ms")
             sp[c] = a / b if a and b else None
-        for k in ("ddim", "ddpm"):
+        for k in row["end_to_end"]:
             a, b = base["end_to_end"].get(k, {}).get("median_ms"), row["end_to_end"].get(k, {}).get("median_ms")
             sp[k] = a / b if a and b else None
         sp["size_fraction"] = row["total_bytes"] / base["total_bytes"] if base["total_bytes"] else None
@@ -374,6 +384,13 @@ def targets(bundles: list[BenchBundle], rows: list[dict[str, Any]], opts: BenchO
             add("SPEC §7", "QDQ DDIM-50 sample, 1 thread, end to end", bq / 1000 if bq else None, 0.25, False, "s",
                 f"median of {rq['end_to_end'].get('ddim', {}).get('n', 0)} samples in the bench process; "
                 f"pure sample process: {rq['sample_process']['sample_s_median']:.3f} s" if bq else "not measured")
+        for t in opts.threads:
+            r = row(qdq, t)
+            ddim50 = med(r, e2e="ddim") if opts.steps == 50 else None
+            for name, k in opts.samplers:
+                fast = med(r, e2e=f"{name}-{k}")
+                add("14", f"{name}-{k} sample vs DDIM-50, QDQ, {t} thread(s): speedup", ddim50 / fast if ddim50 and fast else None, 2.5, True, "x",
+                    f"{fast:.0f} ms vs {ddim50:.0f} ms (median, batch 1)" if ddim50 and fast else "needs --steps 50")
         rss = rq["peak_rss_bytes"]["sample_process_max"]
         add("6 / SPEC §7", f"QDQ sampling peak RSS (process that loads the bundle and makes one DDIM-{opts.steps} sample, 1 thread)",
             rss / 1e6 if rss else None, 600.0, False, "MB", f"{rss / 2**20:.0f} MiB (VmHWM)" if rss else "not measured")

@@ -5,7 +5,8 @@
 Modes:
 * ``measure``: load the three components (timed one by one), then per component ``--warmup`` +
   ``--repeat`` batch-1 calls (U-Net step, velocity decoder, seismic decoder), then ``--e2e-repeat``
-  DDIM-``--steps`` samples and ``--ddpm-repeat`` full DDPM samples through ``BundleSampler.sample``
+  DDIM-``--steps`` samples, ``--e2e-repeat`` samples of each ``--samplers`` NAME:STEPS setting (keyed
+  ``NAME-STEPS``) and ``--ddpm-repeat`` full DDPM samples through ``BundleSampler.sample``
   (initial noise, scheduler, decode and denormalisation included). Peak RSS is read after each phase.
 * ``sample``: what a Raspberry Pi does — verify + load the bundle and make ONE DDIM-``--steps``
   sample, nothing else; its peak RSS is the memory figure of the bundle.
@@ -62,7 +63,7 @@ def _stats(ns: list[int]) -> dict[str, Any]:
 def _load(bundle: Path, threads: int, runtime: str, verify: bool):
     """BundleSampler with each component's load timed on its own."""
     from ubdiff_onnx.runtime import sampler as sampler_mod
-    from ubdiff_onnx.runtime.backends import OrtComponent, TorchScriptComponent
+    from ubdiff_onnx.runtime.backends import OrtComponent, TorchScriptComponent, thread_plan
     from ubdiff_onnx.runtime.manifest import COMPONENTS
 
     times: dict[str, float] = {}
@@ -79,7 +80,9 @@ def _load(bundle: Path, threads: int, runtime: str, verify: bool):
             if is_ts:
                 out[name] = TorchScriptComponent(path, list(comp["inputs"]), threads_)
             else:
-                out[name] = OrtComponent(path, list(comp["inputs"]), list(comp["outputs"]), threads_, manifest.graph_optimization(name))
+                session_threads, batch1 = thread_plan(name, threads_)
+                out[name] = OrtComponent(path, list(comp["inputs"]), list(comp["outputs"]), session_threads,
+                                         manifest.graph_optimization(name), batch1)
             times[name] = time.perf_counter() - t0
         return out
 
@@ -115,6 +118,19 @@ def _one_sample(smp, sampler: str, steps: int | None, seed: int) -> None:
         pass
 
 
+def parse_samplers(text: str) -> list[tuple[str, int]]:
+    """"unipc:10,dpmpp3m:8" → [("unipc", 10), ("dpmpp3m", 8)] (ValueError on a malformed entry)."""
+    from ubdiff_onnx.runtime.multistep import SAMPLERS
+
+    out = []
+    for item in filter(None, (x.strip() for x in (text or "").split(","))):
+        name, _, steps = item.partition(":")
+        if name not in SAMPLERS or not steps.isdigit() or int(steps) < 1:
+            raise ValueError(f"--samplers: expected NAME:STEPS entries with NAME in {', '.join(SAMPLERS)}, got {item!r}")
+        out.append((name, int(steps)))
+    return list(dict.fromkeys(out))
+
+
 def run_measure(args) -> dict[str, Any]:
     import numpy as np
 
@@ -145,6 +161,10 @@ def run_measure(args) -> dict[str, Any]:
     if args.e2e_repeat > 0:
         e2e["ddim"] = _time_calls(lambda: _one_sample(smp, "ddim", args.steps, next(seeds)), min(args.warmup, 1), args.e2e_repeat)
         e2e["ddim"]["steps"] = args.steps
+        for name, steps in parse_samplers(args.samplers):
+            key = f"{name}-{steps}"
+            e2e[key] = _time_calls(lambda: _one_sample(smp, name, steps, next(seeds)), min(args.warmup, 1), args.e2e_repeat)
+            e2e[key].update(steps=steps, sampler=name)
     if args.ddpm_repeat > 0:
         e2e["ddpm"] = _time_calls(lambda: _one_sample(smp, "ddpm", None, next(seeds)), 0, args.ddpm_repeat)
         e2e["ddpm"]["steps"] = smp.tables.num_timesteps
@@ -192,6 +212,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--repeat", type=int, default=30)
     p.add_argument("--e2e-repeat", type=int, default=3)
     p.add_argument("--ddpm-repeat", type=int, default=1)
+    p.add_argument("--samplers", default="", help="extra end-to-end settings, NAME:STEPS,... (e.g. unipc:10)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None, help="write the JSON here (default: stdout)")
     args = p.parse_args(argv)

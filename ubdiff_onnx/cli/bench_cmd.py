@@ -11,14 +11,16 @@ import typer
 
 from ubdiff_onnx.cli._errors import user_errors
 from ubdiff_onnx.cli.app import app
+from ubdiff_onnx.runtime.multistep import DEFAULT_SAMPLER, DEFAULT_STEPS
 
 
 @app.command("bench")
 @user_errors
 def bench(
     bundles: Annotated[list[Path], typer.Argument(help="Bundle folders (ONNX fp32/qdq/int4 or TorchScript), measured side by side.")],
-    threads: Annotated[str, typer.Option("--threads", help="Comma-separated intra-op thread counts, each measured separately.")] = "1,2",
+    threads: Annotated[str, typer.Option("--threads", help="Comma-separated intra-op thread counts, each measured separately; 0 is `sample`'s default per-component rule.")] = "1,2",
     steps: Annotated[int, typer.Option("--steps", help="DDIM steps of the end-to-end sample.")] = 50,
+    samplers: Annotated[str, typer.Option("--samplers", help="Also time end-to-end samples of these NAME:STEPS settings (comma-separated; '' for none), e.g. unipc:10,dpmpp3m:8.")] = f"{DEFAULT_SAMPLER}:{DEFAULT_STEPS}",
     repeat: Annotated[int, typer.Option("--repeat", help="Timed batch-1 calls per component per round (pooled over rounds).")] = 30,
     warmup: Annotated[int, typer.Option("--warmup", help="Untimed calls per component before timing.")] = 5,
     e2e_repeat: Annotated[int, typer.Option("--e2e-repeat", help="Timed DDIM samples per round.")] = 3,
@@ -33,9 +35,15 @@ def bench(
     from rich.console import Console
 
     from ubdiff_onnx.bench.run import BenchOptions, parse_threads, run_bench
+    from ubdiff_onnx.bench.worker import parse_samplers
+    from ubdiff_onnx.errors import UserError
 
     console = Console(stderr=True)
-    opts = BenchOptions(threads=parse_threads(threads), steps=steps, repeat=repeat, warmup=warmup, e2e_repeat=e2e_repeat,
+    try:
+        extra = parse_samplers(samplers)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    opts = BenchOptions(threads=parse_threads(threads), steps=steps, samplers=extra, repeat=repeat, warmup=warmup, e2e_repeat=e2e_repeat,
                         ddpm=ddpm, rounds=rounds, baseline=baseline, cli_sample=cli_sample, timeout_s=timeout)
     command = "ubdiff-onnx " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["bench"] else "ubdiff-onnx bench"
     report = run_bench(bundles, opts, out, command=command, console=console)

@@ -10,8 +10,9 @@ from typing import Annotated, Callable, Optional
 import typer
 
 from ubdiff_onnx.cli._errors import user_errors
-from ubdiff_onnx.cli._options import SeedOpt, ThreadsOpt
+from ubdiff_onnx.cli._options import ClipX0Opt, SamplerOpt, SeedOpt, SpacingOpt, ThreadsOpt, check_sampler_flags
 from ubdiff_onnx.cli.app import app
+from ubdiff_onnx.runtime.multistep import DEFAULT_SAMPLER
 
 
 class _RichProgress:
@@ -33,7 +34,10 @@ def evaluate(
     checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", help="Training checkpoint (our format) whose encoder embeds maps for the Fréchet distance; the bundle has no encoder.")] = None,
     data: Annotated[Optional[Path], typer.Option("--data", help="OpenFWI folder of real pairs (default: the embedded curvefault-a dataset, made on first use).")] = None,
     num_samples: Annotated[int, typer.Option("--num-samples", "-n", min=2, help="Generated samples per bundle (also the number of real pairs forward-modelled).")] = 64,
-    steps: Annotated[int, typer.Option("--steps", min=1, help="DDIM steps (eta 0).")] = 50,
+    steps: Annotated[Optional[int], typer.Option("--steps", min=1, help="U-Net calls per sample (default: the sampler's, as `sample`).")] = None,
+    sampler: SamplerOpt = DEFAULT_SAMPLER,
+    timestep_spacing: SpacingOpt = None,
+    clip_x0: ClipX0Opt = True,
     seed: SeedOpt = 0,
     num_real: Annotated[int, typer.Option("--num-real", min=2, help="Real velocity maps for the distribution (at most the dataset size).")] = 256,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Samples denoised and decoded together.")] = 8,
@@ -51,6 +55,7 @@ def evaluate(
     from ubdiff_onnx.evaluation.run import EvalInputs, EvalOptions, prepare, run_evaluation
 
     console = Console(stderr=True)
+    check_sampler_flags(sampler, steps, 0.0, timestep_spacing)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: exists and is not a folder")
     if data is None:
@@ -58,7 +63,7 @@ def evaluate(
 
         data = embedded_dataset()
     command = "ubdiff-onnx " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["evaluate"] else "ubdiff-onnx evaluate"
-    opts = EvalOptions(num_samples=num_samples, steps=steps, seed=seed, batch_size=batch_size, num_real=num_real, threads=threads, panels=min(panels, num_samples))
+    opts = EvalOptions(num_samples=num_samples, steps=steps, sampler=sampler, spacing=timestep_spacing, clip_x0=clip_x0, seed=seed, batch_size=batch_size, num_real=num_real, threads=threads, panels=min(panels, num_samples))
     prep = prepare(EvalInputs(bundle=bundle, data=data, reference=reference, checkpoint=checkpoint), opts)  # bad input fails here, fast
     with Progress(TextColumn("[bold]{task.description}[/]"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console) as bar:
         report = run_evaluation(prep, _RichProgress(bar), command=command)

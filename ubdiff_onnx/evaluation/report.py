@@ -49,7 +49,7 @@ def markdown(report: dict[str, Any]) -> str:
     L.append("")
     L.append(f"`{report['command']}`")
     L.append("")
-    L.append(f"{opts['num_samples']} samples, DDIM {opts['steps']} steps, eta 0, seed {opts['seed']} (the same x_T through both bundles); "
+    L.append(f"{opts['num_samples']} samples, {opts.get('sampler', 'ddim')} {opts['steps']} steps, seed {opts['seed']} (the same x_T through both bundles); "
              f"data `{report['data']['path']}` ({report['data']['samples']} samples; {len(report['data']['distribution_samples'])} used for the "
              f"distribution, {len(report['data']['physics_samples'])} for physics). {report['created']}.")
     L.append("")
@@ -221,7 +221,7 @@ def samples_png(report: dict[str, Any], path: Path) -> None:
         _gather(axes[i, 3], sr[SHOT], f"{nm['reference']}: shot {SHOT + 1}", c)
         _gather(axes[i, 4], sb[i, SHOT], f"{nm['bundle']}: shot {SHOT + 1}", c)
         _gather(axes[i, 5], sb[i, SHOT] - sr[SHOT], f"Δ (same scale): rel L2 {fid['seismic_rel_l2']['per_sample'][i]:.3g}", c)
-    fig.suptitle(f"same x_T, DDIM {report['options']['steps']} steps (seismic clipped at the 98th percentile of |amplitude|)", fontsize=10)
+    fig.suptitle(f"same x_T, {report['options'].get('sampler', 'ddim')} {report['options']['steps']} steps (seismic clipped at the 98th percentile of |amplitude|)", fontsize=10)
     fig.savefig(path, format="png")
 
 

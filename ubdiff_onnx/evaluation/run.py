@@ -23,6 +23,7 @@ from ubdiff_onnx.errors import UserError
 from ubdiff_onnx.evaluation.distribution import LatentEncoder, frechet_from_features, velocity_statistics, wasserstein_1d
 from ubdiff_onnx.evaluation.fidelity import compare_samples, summarize
 from ubdiff_onnx.evaluation.physics import physics_errors
+from ubdiff_onnx.runtime.multistep import DEFAULT_SAMPLER
 
 # Issue 7's quality targets (INT8 vs FP32 on the trained tiny model).
 TARGET_SSIM = 0.95
@@ -33,7 +34,10 @@ TARGET_RATIO = 1.10  # INT8's Fréchet distance / physics error at most 10 % abo
 @dataclass
 class EvalOptions:
     num_samples: int = 64
-    steps: int = 50
+    steps: Optional[int] = None      # None: the sampler's default (runtime.multistep.default_steps)
+    sampler: str = DEFAULT_SAMPLER
+    spacing: Optional[str] = None
+    clip_x0: bool = True
     seed: int = 0
     batch_size: int = 8
     num_real: int = 256
@@ -174,9 +178,10 @@ def prepare(inputs: EvalInputs, opts: EvalOptions) -> Prepared:
 
     notes: list[str] = []
     smp = open_sampler(inputs.bundle, "--bundle", opts.threads)
-    T = smp.tables.num_timesteps
-    if not 1 <= opts.steps <= T:
-        raise UserError(f"--steps: expected 1..{T} for DDIM, got {opts.steps}")
+    try:  # the sampler settings are checked (and --steps resolved) on the bundle's schedule, once
+        opts.steps = len(smp.make_scheduler(opts.sampler, opts.steps, 0.0, opts.spacing, opts.clip_x0).timesteps)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     ref = None
     if inputs.reference is not None:
         ref = open_sampler(inputs.reference, "--reference", opts.threads)
@@ -223,7 +228,8 @@ def run_evaluation(prep: Prepared, progress: Optional[ProgressHook] = None, comm
     # -- generate, fidelity, physics of generated pairs ------------------------------------------
     step_tick = progress.task("sampling (U-Net steps)", opts.steps * n * (2 if ref is not None else 1))
     phys_tick = progress.task("forward modelling", n * (2 if ref is not None else 1) + len(phys_idx))
-    kw = dict(steps=opts.steps, sampler="ddim", seed=opts.seed, eta=0.0, batch_size=opts.batch_size, init_noise=x_T)
+    kw = dict(steps=opts.steps, sampler=opts.sampler, seed=opts.seed, eta=0.0, batch_size=opts.batch_size, init_noise=x_T,
+              spacing=opts.spacing, clip_x0=opts.clip_x0)
     gen_main = smp.sample(n, progress=step_tick, **kw)
     gen_ref = ref.sample(n, progress=step_tick, **kw) if ref is not None else None
     for batch in gen_main:
@@ -302,7 +308,7 @@ def run_evaluation(prep: Prepared, progress: Optional[ProgressHook] = None, comm
         "command": command,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "versions": _versions(),
-        "options": {**asdict(opts), "sampler": "ddim", "eta": 0.0, "velocity_ssim_range_ms": [norm.label_min, norm.label_max]},
+        "options": {**asdict(opts), "eta": 0.0, "velocity_ssim_range_ms": [norm.label_min, norm.label_max]},
         "bundle": bundle_info(inputs.bundle, smp),
         "reference": bundle_info(inputs.reference, ref) if ref is not None else None,
         "data": {"path": str(inputs.data), "samples": len(folder), "distribution_samples": [int(i) for i in dist_idx],
