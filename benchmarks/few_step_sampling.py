@@ -33,6 +33,8 @@ STEPS = (5, 8, 10, 12, 15, 20, 25, 50)
 SAMPLERS = ("ddim", "dpmpp2m", "dpmpp3m", "unipc")
 ODE = ("dpmpp2m", "dpmpp3m", "unipc")
 CANDIDATE_STEPS = (5, 8, 10)
+NOCLIP_STEPS = (8, 10)
+SPACING_STEPS = (8, 10)
 
 
 def latents(smp: BundleSampler, x_T: np.ndarray, sampler: str, steps: int | None, clip: bool = True, spacing: str | None = None,
@@ -66,6 +68,7 @@ def main() -> None:
     ap.add_argument("--physics", type=int, default=64, help="samples per setting that are forward-modelled (slow: ~0.1-0.3 s each)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--parts", default="convergence,distribution,int8", help="which sections to run (comma-separated)")
     ap.add_argument("--out", type=Path, default=Path("few-step-report"))
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -73,56 +76,56 @@ def main() -> None:
     smp = BundleSampler(args.fp32, threads=args.threads)
     T = smp.tables.num_timesteps
     x_T, _ = smp.initial_noise(args.seed, np.arange(args.samples))
+    parts = set(args.parts.split(","))
     res: dict = {"samples": args.samples, "seed": args.seed, "bundle": str(args.fp32), "T": T, "convergence": [], "spacing": []}
+    if "convergence" not in parts:
+        return int8_only(args, x_T, res, t0)
 
     # -- 1. convergence -----------------------------------------------------------------------
     lat_cache: dict[tuple, np.ndarray] = {}
+    vel_cache: dict[tuple, np.ndarray] = {}
+
+    def measure(key: tuple, lat: np.ndarray, ref_v: np.ndarray, ref: np.ndarray) -> dict:
+        v = velocity(smp, lat)
+        if key[-1] is True:  # clipped runs are reused by the distribution section
+            lat_cache[key[:2]], vel_cache[key[:2]] = lat, v
+        return {"latent_rmse": float(np.sqrt(np.mean((lat - ref) ** 2))), "velocity_mae": float(np.mean(np.abs(v - ref_v)))}
+
     for clip in (True, False):
         ref = latents(smp, x_T, "ddim", T, clip)
         ref_v = velocity(smp, ref)
-        cross = latents(smp, x_T, "dpmpp2m", 100, clip)
-        res[f"reference_clip{int(clip)}"] = {"cross_check_dpmpp2m_100": {
-            "latent_rmse": float(np.sqrt(np.mean((cross - ref) ** 2))),
-            "velocity_mae": float(np.mean(np.abs(velocity(smp, cross) - ref_v)))}}
         if clip:
-            lat_cache[("ref",)] = ref
-        for sampler in SAMPLERS:
-            for steps in STEPS:
-                lat = latents(smp, x_T, sampler, steps, clip)
-                if clip:
-                    lat_cache[(sampler, steps)] = lat
-                res["convergence"].append({"sampler": sampler, "steps": steps, "clip_x0": clip,
-                                           "latent_rmse": float(np.sqrt(np.mean((lat - ref) ** 2))),
-                                           "velocity_mae": float(np.mean(np.abs(velocity(smp, lat) - ref_v)))})
+            cross = latents(smp, x_T, "dpmpp2m", 100, clip)
+            res["reference_cross_check_dpmpp2m_100"] = measure(("dpmpp2m", 100, None), cross, ref_v, ref)
+            lat_cache[("ddim", T)], vel_cache[("ddim", T)], clip_ref = ref, ref_v, (ref, ref_v)
+        grid = [(s, k) for s in SAMPLERS for k in (STEPS if clip else NOCLIP_STEPS)] + ([] if clip else [("ddim", 50)])
+        for sampler, steps in grid:
+            m = measure((sampler, steps, clip), latents(smp, x_T, sampler, steps, clip), ref_v, ref)
+            res["convergence"].append({"sampler": sampler, "steps": steps, "clip_x0": clip, **m})
         print(f"convergence clip={clip} done ({time.time() - t0:.0f} s)", flush=True)
-    ref, ref_v = lat_cache[("ref",)], velocity(smp, lat_cache[("ref",)])
+    ref, ref_v = clip_ref
     for sampler in ODE:
-        for steps in CANDIDATE_STEPS:
-            for spacing in ("linspace", "leading", "trailing"):
-                lat = latents(smp, x_T, sampler, steps, True, spacing)
-                res["spacing"].append({"sampler": sampler, "steps": steps, "spacing": spacing,
-                                       "latent_rmse": float(np.sqrt(np.mean((lat - ref) ** 2))),
-                                       "velocity_mae": float(np.mean(np.abs(velocity(smp, lat) - ref_v)))})
+        for steps in SPACING_STEPS:
+            for spacing in ("leading", "trailing"):  # linspace is in the grid above
+                m = measure((sampler, steps, spacing), latents(smp, x_T, sampler, steps, True, spacing), ref_v, ref)
+                res["spacing"].append({"sampler": sampler, "steps": steps, "spacing": spacing, **m})
+            lin = next(r for r in res["convergence"] if r["sampler"] == sampler and r["steps"] == steps and r["clip_x0"])
+            res["spacing"].append({"sampler": sampler, "steps": steps, "spacing": "linspace",
+                                   "latent_rmse": lin["latent_rmse"], "velocity_mae": lin["velocity_mae"]})
     print(f"spacing done ({time.time() - t0:.0f} s)", flush=True)
 
     # -- 2. distribution + physics --------------------------------------------------------------
     lat_cache[("ddpm", T)] = latents(smp, x_T, "ddpm", None, True, seed=args.seed)
     dist_settings = [("ddpm", T), ("ddim", 50), ("ddim", 10)] + [(s, k) for s in ODE for k in CANDIDATE_STEPS]
-    gen_v = {k: velocity(smp, lat_cache[k]) for k in dist_settings}
+    for k in dist_settings:
+        if k not in lat_cache:
+            lat_cache[k] = latents(smp, x_T, k[0], k[1])
+    gen_v = {k: vel_cache[k] if k in vel_cache else velocity(smp, lat_cache[k]) for k in dist_settings}
     n_phys = min(args.physics, args.samples)
     gen_s = {k: seismic(smp, lat_cache[k][:n_phys]) for k in dist_settings if k[1] != 5}
-    qdq_res = {}
-    if args.qdq and args.qdq_twin:
-        from ubdiff_onnx.evaluation.fidelity import mae, velocity_ssim
+    res["int8"] = int8(args, x_T) if "int8" in parts and args.qdq and args.qdq_twin else {}
+    print(f"INT8 done ({time.time() - t0:.0f} s)", flush=True)
 
-        q, f = BundleSampler(args.qdq, threads=args.threads), BundleSampler(args.qdq_twin, threads=args.threads)
-        for sampler, steps in [("ddim", 50)] + [(s, k) for s in ODE for k in CANDIDATE_STEPS]:
-            vq, vf = velocity(q, latents(q, x_T, sampler, steps)), velocity(f, latents(f, x_T, sampler, steps))
-            qdq_res[f"{sampler}-{steps}"] = {"velocity_ssim": float(np.mean(velocity_ssim(vq, vf, smp.norm.label_min, smp.norm.label_max))),
-                                             "velocity_mae": float(np.mean(mae(vq, vf)))}
-        print(f"INT8 done ({time.time() - t0:.0f} s)", flush=True)
-    res["int8"] = qdq_res
-    del smp  # sessions closed before torch comes in
 
     from ubdiff_onnx.data.velocity_models import velocity_batch
     from ubdiff_onnx.evaluation.distribution import LatentEncoder, frechet_from_features
@@ -156,24 +159,46 @@ def main() -> None:
     print(markdown(res))
 
 
+def int8(args, x_T: np.ndarray) -> dict:
+    from ubdiff_onnx.evaluation.fidelity import mae, velocity_ssim
+
+    q, f = BundleSampler(args.qdq, threads=args.threads), BundleSampler(args.qdq_twin, threads=args.threads)
+    out = {}
+    for sampler, steps in [("ddim", 50)] + [(s, k) for s in ODE for k in CANDIDATE_STEPS]:
+        vq, vf = velocity(q, latents(q, x_T, sampler, steps)), velocity(f, latents(f, x_T, sampler, steps))
+        out[f"{sampler}-{steps}"] = {"velocity_ssim": float(np.mean(velocity_ssim(vq, vf, q.norm.label_min, q.norm.label_max))),
+                                     "velocity_mae": float(np.mean(mae(vq, vf)))}
+    return out
+
+
+def int8_only(args, x_T: np.ndarray, res: dict, t0: float) -> None:
+    res["int8"] = int8(args, x_T)
+    res["seconds"] = time.time() - t0
+    (args.out / "few_step_int8.json").write_text(json.dumps(res, indent=2))
+    md = int8_markdown(res)
+    (args.out / "few_step_int8.md").write_text(md)
+    print(md)
+
+
 def markdown(res: dict) -> str:
     L = [f"{res['samples']} samples sharing x_T (seed {res['seed']}); reference: DDIM eta 0, all {res['T']} steps.", ""]
-    for clip in (1, 0):
-        cc = res[f"reference_clip{clip}"]["cross_check_dpmpp2m_100"]
-        L.append(f"Reference cross-check (clip_x0={bool(clip)}): DPM-Solver++ 2M 100 steps vs DDIM-{res['T']}: "
-                 f"latent RMSE {cc['latent_rmse']:.2e}, velocity MAE {cc['velocity_mae']:.2f} m/s")
+    cc = res["reference_cross_check_dpmpp2m_100"]
+    L.append(f"Reference cross-check (clip_x0): DPM-Solver++ 2M 100 steps vs DDIM-{res['T']}: "
+             f"latent RMSE {cc['latent_rmse']:.2e}, velocity MAE {cc['velocity_mae']:.3g} m/s")
     for clip in (True, False):
-        L += ["", f"Velocity MAE (m/s) / latent RMSE vs the reference, clip_x0={clip}, linspace spacing for the ODE solvers:", "",
-              "| sampler | " + " | ".join(str(s) for s in STEPS) + " |", "|---|" + "---:|" * len(STEPS)]
+        cols = sorted({r["steps"] for r in res["convergence"] if r["clip_x0"] == clip})
+        L += ["", f"Velocity MAE (m/s) / latent RMSE vs the reference (DDIM-{res['T']} with the same clip_x0={clip}); "
+              "linspace spacing for the ODE solvers:", "",
+              "| sampler | " + " | ".join(str(s) for s in cols) + " |", "|---|" + "---:|" * len(cols)]
         for s in SAMPLERS:
-            cells = [next(f"{r['velocity_mae']:.2f} / {r['latent_rmse']:.1e}" for r in res["convergence"]
-                          if r["sampler"] == s and r["steps"] == k and r["clip_x0"] == clip) for k in STEPS]
+            cells = [next((f"{r['velocity_mae']:.3g} / {r['latent_rmse']:.1e}" for r in res["convergence"]
+                           if r["sampler"] == s and r["steps"] == k and r["clip_x0"] == clip), "–") for k in cols]
             L.append(f"| {s} | " + " | ".join(cells) + " |")
     L += ["", "Timestep spacing (clip_x0, velocity MAE m/s):", "", "| sampler | steps | linspace | leading | trailing |", "|---|---:|---:|---:|---:|"]
     for s in ODE:
-        for k in CANDIDATE_STEPS:
+        for k in SPACING_STEPS:
             v = {r["spacing"]: r["velocity_mae"] for r in res["spacing"] if r["sampler"] == s and r["steps"] == k}
-            L.append(f"| {s} | {k} | {v['linspace']:.2f} | {v['leading']:.2f} | {v['trailing']:.2f} |")
+            L.append(f"| {s} | {k} | {v['linspace']:.3g} | {v['leading']:.3g} | {v['trailing']:.3g} |")
     d, p = res.get("distribution", {}), res.get("physics", {})
     if d or p:
         L += ["", f"Distribution (Fréchet distance of encoder latents to {res['samples']} fresh real maps, two disjoint real sets A/B; "
@@ -184,6 +209,11 @@ def markdown(res: dict) -> str:
             fd = d.get(k, {})
             L.append(f"| {k} | {k.rsplit('-', 1)[1]} | {fd.get('frechet_vs_real_a', float('nan')):.4g} | {fd.get('frechet_vs_real_b', float('nan')):.4g} | "
                      f"{ph['rel_l2_mean']:.4f} ± {ph['rel_l2_sem']:.4f} (n={ph['n']}) |")
+    return "\n".join(L) + "\n" + int8_markdown(res)
+
+
+def int8_markdown(res: dict) -> str:
+    L = []
     if res.get("int8"):
         L += ["", "INT8 (QAT QDQ bundle vs its FP32 twin, same x_T and setting; targets SSIM ≥ 0.95, MAE ≤ 50 m/s):", "",
               "| setting | velocity SSIM | velocity MAE m/s |", "|---|---:|---:|"]
