@@ -18,9 +18,8 @@ import onnxruntime as ort
 from ubdiff_onnx.runtime.backends import load_components
 from ubdiff_onnx.runtime.manifest import BundleError, Manifest, read_manifest
 from ubdiff_onnx.runtime.normalization import NormConstants, denormalize_seismic, denormalize_velocity
+from ubdiff_onnx.runtime.multistep import DEFAULT_SAMPLER, DEFAULT_SPACING, ODE_SOLVERS, SAMPLERS, SPACINGS, default_steps
 from ubdiff_onnx.runtime.schedule import ScheduleTables, make_schedule, schedule_tables
-from ubdiff_onnx.runtime.multistep import (DEFAULT_SAMPLER, DEFAULT_SPACING, DEFAULT_STEPS, ODE_SOLVERS, SAMPLERS, SPACINGS,
-                                           default_steps)
 from ubdiff_onnx.runtime.schedulers import DDIMScheduler, DDPMScheduler
 
 
@@ -131,7 +130,7 @@ class BundleSampler:
         self,
         num_samples: int,
         *,
-        steps: int | None = DEFAULT_STEPS,
+        steps: int | None = None,
         sampler: str = DEFAULT_SAMPLER,
         seed: int = 0,
         eta: float = 0.0,
@@ -141,7 +140,8 @@ class BundleSampler:
         init_noise: np.ndarray | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> Iterator[SampleBatch]:
-        """Yield decoded, denormalised batches; only one batch of seismic data is in memory at a time."""
+        """Yield decoded, denormalised batches; only one batch of seismic data is in memory at a time.
+        ``steps`` None: the sampler's default (``runtime.multistep.default_steps``)."""
         if num_samples < 1:
             raise ValueError(f"--num-samples must be >= 1, got {num_samples}")
         if batch_size < 1:

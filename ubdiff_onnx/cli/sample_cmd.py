@@ -11,7 +11,7 @@ from ubdiff_onnx.cli._errors import user_errors
 from ubdiff_onnx.cli._options import ClipX0Opt, SamplerOpt, SeedOpt, SpacingOpt, ThreadsOpt, check_sampler_flags
 from ubdiff_onnx.cli.app import app
 from ubdiff_onnx.errors import UserError
-from ubdiff_onnx.runtime.multistep import DEFAULT_SAMPLER
+from ubdiff_onnx.runtime.multistep import DEFAULT_SAMPLER, DEFAULT_SPACING, ODE_SOLVERS
 
 
 @app.command("sample")
@@ -96,7 +96,7 @@ def sample(
                     for j, i in enumerate(batch.indices):
                         plot_sample(batch.velocity[j], batch.seismic[j], png / f"sample-{i:04d}.png", title=f"sample {i} (seed {seed}, {sampler} {steps})")
         writer.finish(velocity=velocity, latent=latent, seed=np.int64(seed), steps=np.int64(steps), sampler=np.str_(sampler), eta=np.float32(eta),
-                      timestep_spacing=np.str_(timestep_spacing or ""), clip_x0=np.bool_(clip_x0),
+                      timestep_spacing=np.str_((timestep_spacing or DEFAULT_SPACING) if sampler in ODE_SOLVERS else ""), clip_x0=np.bool_(clip_x0),
                       bundle_precision=np.str_(smp.manifest.precision))
     except BaseException:
         writer.abort()
