@@ -18,25 +18,23 @@ class Component(Protocol):
     def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray: ...
 
 
-def thread_plan(name: str, threads: int) -> tuple[int, int | None]:
-    """Intra-op threads of a component: (for its session, for its batch-1 calls or None = the same).
+def component_threads(name: str, threads: int) -> int:
+    """Intra-op threads of one component's session (``name``: unet, velocity_decoder, seismic_decoder).
 
-    ``threads`` > 0 fixes every session. ``0`` (the default) chooses per component: every session
-    gets onnxruntime's default (one thread per physical core), except that the U-Net runs batches of
-    one sample on one thread — a batch-1 INT8 U-Net step is too small to gain from a second thread
-    (the pool's hand-offs cost more than they save), while the decoders and larger U-Net batches do
-    gain. Measured on the paper QDQ bundle: docs/sampling.md ("Threads").
+    ``threads`` > 0 fixes every session. ``0`` (the default) is the measured rule: one thread for
+    every component. A batch-1 INT8 U-Net step takes a few ms and a pool's hand-offs cost more than
+    a second thread saves; the decoders gained nothing measurable from a second thread either, and
+    every 2-thread pool lost up to 2x whenever other processes shared the cores (a Pi running
+    anything else, our shared CI machines). docs/sampling.md ("Threads") has the measurements; the
+    rule is per component so that a component that does gain can be given more.
     """
     if threads > 0:
-        return threads, None
-    return 0, (1 if name == "unet" else None)
+        return threads
+    return 1
 
 
 class OrtComponent:
-    def __init__(self, path: Path, want_in: list[str], want_out: list[str], threads: int, optimization: str = "all",
-                 batch1_threads: int | None = None) -> None:
-        self.path, self.optimization, self.batch1_threads = path, optimization, batch1_threads
-        self._batch1_session = None  # made on the first batch-1 call
+    def __init__(self, path: Path, want_in: list[str], want_out: list[str], threads: int, optimization: str = "all") -> None:
         try:
             self.session = make_session(path, threads, optimization=optimization)
         except Exception as exc:  # onnxruntime raises its own exception types
@@ -47,10 +45,6 @@ class OrtComponent:
             raise BundleError(f"{path}: ONNX I/O {got_in}->{got_out} does not match the manifest {want_in}->{want_out}")
 
     def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        if self.batch1_threads is not None and next(iter(feeds.values())).shape[0] == 1:
-            if self._batch1_session is None:
-                self._batch1_session = make_session(self.path, self.batch1_threads, optimization=self.optimization)
-            return self._batch1_session.run(None, feeds)[0]
         return self.session.run(None, feeds)[0]
 
 
@@ -86,6 +80,6 @@ def load_components(manifest: Manifest, runtime: str = "onnxruntime", threads: i
         if is_ts:
             out[name] = TorchScriptComponent(path, list(comp["inputs"]), threads)
         else:
-            session_threads, batch1 = thread_plan(name, threads)
-            out[name] = OrtComponent(path, list(comp["inputs"]), list(comp["outputs"]), session_threads, manifest.graph_optimization(name), batch1)
+            out[name] = OrtComponent(path, list(comp["inputs"]), list(comp["outputs"]), component_threads(name, threads),
+                                     manifest.graph_optimization(name))
     return out

@@ -284,7 +284,7 @@ def aggregate(bundles: list[BenchBundle], results: list[dict[str, Any]], opts: B
             shares = [x for x in shares if x is not None]
             row["machine_load"] = {"loadavg_max": max(loads, default=None), "loadavg_median": statistics.median(loads) if loads else None,
                                    "cpu_per_wall_median": statistics.median(shares) if shares else None,
-                                   "cpu_per_wall_per_thread": statistics.median(shares) / (t or machine["physical_cores"]) if shares else None}
+                                   "cpu_per_wall_per_thread": statistics.median(shares) / (t or 1) if shares else None}
             row["arithmetic"] = _arith(b, t, row, ref_macs.get(b.label), counts.get(b.label, {}), machine, opts)
             rows.append(row)
     _ratios(rows, baseline)
@@ -294,7 +294,7 @@ def aggregate(bundles: list[BenchBundle], results: list[dict[str, Any]], opts: B
 def _arith(b: BenchBundle, threads: int, row: dict[str, Any], macs: dict[str, int] | None, own: dict[str, Any],
            machine: dict[str, Any], opts: BenchOptions) -> dict[str, Any]:
     kind = PRECISION_ARITHMETIC.get(b.precision, "fp32")
-    threads = threads or int(machine.get("physical_cores") or 1)  # 0: the default rule, up to all physical cores
+    threads = threads or 1  # 0: the default rule (one thread per component)
     peak = peak_gmacs(machine.get("peak", {}), kind, threads)
     out: dict[str, Any] = {"peak_kind": kind, "peak_gmacs": peak, "fp32_peak_gmacs": peak_gmacs(machine.get("peak", {}), "fp32", threads),
                            "macs_per_call": macs, "executed_macs_per_call": {c: own[c]["macs"] for c in COMPONENTS if isinstance(own.get(c), dict)},

@@ -63,7 +63,7 @@ def _stats(ns: list[int]) -> dict[str, Any]:
 def _load(bundle: Path, threads: int, runtime: str, verify: bool):
     """BundleSampler with each component's load timed on its own."""
     from ubdiff_onnx.runtime import sampler as sampler_mod
-    from ubdiff_onnx.runtime.backends import OrtComponent, TorchScriptComponent, thread_plan
+    from ubdiff_onnx.runtime.backends import OrtComponent, TorchScriptComponent, component_threads
     from ubdiff_onnx.runtime.manifest import COMPONENTS
 
     times: dict[str, float] = {}
@@ -80,9 +80,8 @@ def _load(bundle: Path, threads: int, runtime: str, verify: bool):
             if is_ts:
                 out[name] = TorchScriptComponent(path, list(comp["inputs"]), threads_)
             else:
-                session_threads, batch1 = thread_plan(name, threads_)
-                out[name] = OrtComponent(path, list(comp["inputs"]), list(comp["outputs"]), session_threads,
-                                         manifest.graph_optimization(name), batch1)
+                out[name] = OrtComponent(path, list(comp["inputs"]), list(comp["outputs"]), component_threads(name, threads_),
+                                         manifest.graph_optimization(name))
             times[name] = time.perf_counter() - t0
         return out
 
