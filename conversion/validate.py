@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ import torch
 from torch import nn
 
 from ubdiff_onnx.conversion.components import component_modules
+from ubdiff_onnx._source_tree import python_module_command
 from ubdiff_onnx.errors import UserError
 
 VALIDATION_TIMESTEPS = (0, 31, 128, 200, 255)
@@ -61,7 +61,7 @@ def run_bundle_subprocess(bundle_dir: Path, inputs: dict[str, np.ndarray], torch
     with tempfile.TemporaryDirectory(prefix="ubdiff-validate-") as tmp:
         fin, fout = Path(tmp) / "in.npz", Path(tmp) / "out.npz"
         np.savez(fin, **inputs)
-        proc = subprocess.run([sys.executable, "-m", module, str(bundle_dir), str(fin), str(fout)], capture_output=True, text=True)
+        proc = subprocess.run(python_module_command(module, bundle_dir, fin, fout), capture_output=True, text=True)
         if proc.returncode != 0:
             tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
             raise UserError(f"{bundle_dir}: {'torch.jit' if torchscript else 'onnxruntime'} could not run the exported bundle: {tail}")
