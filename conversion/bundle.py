@@ -94,8 +94,10 @@ def export_bundle(
     weights: str | None = None,
     qconfig: QuantizationConfig | None = None,
     progress: Callable[[str], None] | None = None,
+    notice: Callable[[str], None] | None = None,
 ) -> ExportResult:
-    """Checkpoint → validated bundle in ``out_dir`` (atomic). See the CLI ``export`` for the options."""
+    """Checkpoint → validated bundle in ``out_dir`` (atomic). See the CLI ``export`` for the options.
+    ``notice`` hears lasting messages (stale staging folders of killed exports removed)."""
     from ubdiff_onnx.conversion.export_onnx import export_fp32_components
     from ubdiff_onnx.conversion.validate import PTQ_MIN_COSINE, QAT_MIN_COSINE, against_fp32, validate_bundle
 
@@ -115,7 +117,7 @@ def export_bundle(
     from_qat = fmt == "qdq" and calibrate is None
     reference, fp32_reference = model, None
     quant_report = None
-    with staged_dir(out_dir, overwrite) as stage:
+    with staged_dir(out_dir, overwrite, notice) as stage:
         if fmt == "fp32":
             components = export_fp32_components(model, stage, progress)
             precision = "fp32"

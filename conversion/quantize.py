@@ -197,14 +197,15 @@ def int4_big_matmul(fp32_path: Path, out_path: Path, block_size: int = 128, min_
 
 def optimized_op_histogram(path: Path, optimization: str = "all") -> dict[str, int]:
     """Operator counts of the graph onnxruntime actually runs (``optimized_model_filepath``), at the
-    graph optimisation level the bundle's manifest asks for."""
+    graph optimisation level the bundle's manifest asks for. The saved graph is only counted, never
+    run, so onnxruntime's warning that an "all"-level file is hardware-specific is silenced."""
     import onnx
 
     from ubdiff_onnx.runtime.sessions import make_session
 
     with tempfile.TemporaryDirectory(prefix="ubdiff-opt-") as tmp:
         opt = Path(tmp) / "optimized.onnx"
-        make_session(path, threads=1, optimized_model_path=opt, optimization=optimization)
+        make_session(path, threads=1, optimized_model_path=opt, optimization=optimization, quiet=True)
         model = onnx.load(str(opt), load_external_data=False)
     return dict(collections.Counter(n.op_type for n in model.graph.node).most_common())
 

@@ -34,7 +34,7 @@ def export(
         result = export_bundle(
             checkpoint, out_dir, fmt, dataset=dataset, use_ema=use_ema, overwrite=overwrite, tolerance=tolerance,
             calibrate=calibrate, weights=weights,
-            progress=lambda name: status.update(f"exported {name}…"),
+            progress=lambda name: status.update(f"exported {name}…"), notice=console.print,
         )
     against = "the fake-quant (QAT) torch model" if result.manifest.get("validation_against_fp32") else "torch"
     table = Table(title=f"{out_dir} ({fmt}) — onnxruntime vs {against}")
