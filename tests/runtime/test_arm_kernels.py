@@ -12,12 +12,10 @@ count of translated dot-product sites, not of executed instructions; emulation n
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
-import pytest
 
-from tests.runtime.arm_emulation import ArmEnvUnavailable, dot_product_instructions, ensure_env, launch
+from tests.runtime.arm_emulation import dot_product_instructions, launch
 
 COMPONENT_SNIPPET = r'''
 import json
@@ -36,14 +34,6 @@ for i in sess.get_inputs():
 out = sess.run(None, feeds)[0]
 np.savez(OUT, out=out)
 '''
-
-
-@pytest.fixture(scope="module")
-def arm_env():
-    try:
-        return ensure_env()
-    except ArmEnvUnavailable as exc:
-        pytest.skip(f"emulated ARM unavailable: {exc}")
 
 
 def test_int8_kernels_use_dot_product_on_pi5_only(arm_env, tiny_qdq_bundle, tmp_path):
