@@ -127,8 +127,12 @@ class BundleSampler:
         batch_size: int = 8,
         init_noise: np.ndarray | None = None,
         progress: Callable[[int], None] | None = None,
+        first: int = 0,
     ) -> Iterator[SampleBatch]:
-        """Yield decoded, denormalised batches; only one batch of seismic data is in memory at a time."""
+        """Yield decoded, denormalised batches; only one batch of seismic data is in memory at a time.
+
+        The samples are ``first … first + num_samples - 1`` of the run with this seed (``init_noise``
+        row j is sample ``first + j``), so any range can be made on its own and matches a full run."""
         if num_samples < 1:
             raise ValueError(f"--num-samples must be >= 1, got {num_samples}")
         if batch_size < 1:
@@ -136,11 +140,11 @@ class BundleSampler:
         if init_noise is not None and init_noise.shape != (num_samples, 1, self.latent_dim):
             raise ValueError(f"--init-noise has shape {init_noise.shape}, expected ({num_samples}, 1, {self.latent_dim})")
         scheduler = self.make_scheduler(sampler, steps, eta)
-        for start in range(0, num_samples, batch_size):
-            idx = np.arange(start, min(start + batch_size, num_samples))
+        for start in range(first, first + num_samples, batch_size):
+            idx = np.arange(start, min(start + batch_size, first + num_samples))
             x_T, rngs = self.initial_noise(seed, idx)
             if init_noise is not None:
-                x_T = np.ascontiguousarray(init_noise[idx], dtype=np.float32)
+                x_T = np.ascontiguousarray(init_noise[idx - first], dtype=np.float32)
             x0 = self.denoise(x_T, scheduler, rngs, progress)
             latent = x0.reshape(len(idx), -1)
             v, s = self.decode(latent)
