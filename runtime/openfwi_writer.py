@@ -132,6 +132,8 @@ def _refuse_foreign_content(out: Path) -> None:
             continue
         if entry.name.startswith(f".{GENERATION_JSON}."):  # another shard is creating generation.json
             continue
+        if (out / GENERATION_JSON).exists():  # another shard made the folder meanwhile (its record comes first)
+            return
         raise UserError(f"--out {out}: not empty and has no {GENERATION_JSON} ({entry.name}); use an empty or new folder")
 
 
