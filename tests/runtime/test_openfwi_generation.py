@@ -100,6 +100,18 @@ def test_shards_together_are_byte_identical(reference, tiny_fp32_bundle, tmp_pat
     assert again.exit_code == 0 and "0 of 3 file(s) to write (3 complete)" in " ".join(again.output.split())
 
 
+def test_shards_started_together(reference, tiny_fp32_bundle, tmp_path):
+    """A SLURM array starts every shard at once into an empty folder: no shard may refuse the folder
+    another one is creating, and the result is still the one run's bytes."""
+    out = tmp_path / "together"
+    procs = [subprocess.Popen([sys.executable, "-m", "ubdiff_onnx", *args(tiny_fp32_bundle, out, "--shard", f"{k}/2")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for k in (1, 2)]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    assert files_of(out) == files_of(reference)
+
+
 def test_float16(tiny_fp32_bundle, reference, tmp_path):
     out = tmp_path / "half"
     result = invoke(args(tiny_fp32_bundle, out, "--dtype", "float16", "--shard", "3/3"))
