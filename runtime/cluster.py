@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from ubdiff_onnx.errors import UserError
+from ubdiff_onnx.runtime.manifest import BundleError
 from ubdiff_onnx.runtime.openfwi_writer import Recipe, write_file
 from ubdiff_onnx.runtime.shards import FileSpec
 
@@ -79,6 +80,8 @@ def run_on_ray(address: str, bundle_dir: Path, out: Path, files: list[FileSpec],
                 cause = getattr(exc, "cause", None)
                 if isinstance(cause, (UserError, OSError)):
                     raise cause from None
+                if isinstance(cause, BundleError):  # e.g. a node whose onnxruntime is older than the bundle needs
+                    raise UserError(f"on a Ray node: {cause}") from None
                 raise
             if on_file:
                 on_file(spec)

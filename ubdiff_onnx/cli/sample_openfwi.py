@@ -43,7 +43,7 @@ def sample_openfwi(
     console: Optional[Console] = None,
 ) -> None:
     from ubdiff_onnx.runtime import openfwi_writer as ow
-    from ubdiff_onnx.runtime.manifest import BundleError, read_manifest
+    from ubdiff_onnx.runtime.manifest import BundleError
     from ubdiff_onnx.runtime.sampler import BundleSampler, tables_from_manifest
     from ubdiff_onnx.runtime.shards import parse_shard, plan_files, shard_files
 
@@ -53,14 +53,11 @@ def sample_openfwi(
     files = plan_files(num_samples, per_file)
     mine = shard_files(files, shard_kn)
 
-    smp = None
     try:
-        if ray is None:
-            smp = BundleSampler(bundle_dir, threads=threads)
-            manifest = smp.manifest
-        else:
-            manifest = read_manifest(bundle_dir)
-            manifest.verify_files()
+        # With --ray the actors make their own samplers; this one only checks the bundle here, where
+        # a problem is one clear line rather than an error from inside a remote actor.
+        smp = BundleSampler(bundle_dir, threads=threads if ray is None else 1)
+        manifest = smp.manifest
         T = tables_from_manifest(manifest).num_timesteps
     except BundleError as exc:
         raise UserError(str(exc)) from None
@@ -97,6 +94,8 @@ def sample_openfwi(
                 ow.generate(smp, out, todo, recipe, np_dtype, progress=lambda n: bar.advance(task, n), on_file=written.append)
             else:
                 from ubdiff_onnx.runtime.cluster import run_on_ray
+
+                del smp
 
                 def done(spec) -> None:
                     written.append(spec)
