@@ -225,8 +225,7 @@ def test_runtime_modules_import_neither_torch_nor_ray():
 
 def test_ray_actors_are_byte_identical(reference, tiny_fp32_bundle, tmp_path):
     ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'ubdiff-onnx[cluster]' (CI installs it via the dev extra)")
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=80 * 1024**2, logging_level="WARNING",
-             runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=80 * 1024**2, logging_level="WARNING")
     try:
         out = tmp_path / "ray"
         result = invoke(args(tiny_fp32_bundle, out, "--ray", "auto"))
