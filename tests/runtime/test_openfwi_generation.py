@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from ubdiff_onnx._source_tree import python_module_command
 from ubdiff_onnx.cli.main import app
 from ubdiff_onnx.runtime.shards import FileSpec, parse_shard, plan_files, shard_files
 
@@ -104,7 +105,7 @@ def test_shards_started_together(reference, tiny_fp32_bundle, tmp_path):
     """A SLURM array starts every shard at once into an empty folder: no shard may refuse the folder
     another one is creating, and the result is still the one run's bytes."""
     out = tmp_path / "together"
-    procs = [subprocess.Popen([sys.executable, "-m", "ubdiff_onnx", *args(tiny_fp32_bundle, out, "--shard", f"{k}/2")],
+    procs = [subprocess.Popen(python_module_command("ubdiff_onnx", *args(tiny_fp32_bundle, out, "--shard", f"{k}/2")),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for k in (1, 2)]
     for p in procs:
         _, err = p.communicate(timeout=120)
@@ -140,7 +141,7 @@ def test_resume_after_kill_and_ctrl_c(reference, tiny_fp32_bundle, tmp_path):
     folder, byte-identical to an uninterrupted run. One sample per batch, so the runs are slow
     enough to be stopped in the middle."""
     out = tmp_path / "resumed"
-    cmd = [sys.executable, "-m", "ubdiff_onnx", *args(tiny_fp32_bundle, out, "--batch-size", "1")]
+    cmd = python_module_command("ubdiff_onnx", *args(tiny_fp32_bundle, out, "--batch-size", "1"))
     env = {**os.environ, "COLUMNS": "200"}
 
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
