@@ -130,15 +130,25 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 60.0) -> None
         time.sleep(0.01)
 
 
+def _wait_for_new_temporary(out: Path, stale: set, proc: subprocess.Popen, timeout: float = 60.0) -> bool:
+    end = time.monotonic() + timeout
+    while not set((out / "seismic_data").glob(".*.tmp")) - stale:
+        if proc.poll() is not None:
+            return False
+        assert time.monotonic() < end, "no file was started"
+        time.sleep(0.005)
+    return True
+
+
 def _visible_files_are_whole(out: Path) -> None:
     for p in out.rglob("*.npy"):
         arr = np.load(p, mmap_mode="r")
         assert arr.shape[0] in (2, 4) and arr.shape[1:] in ((5, 1000, 70), (1, 70, 70)), p
 
 
-def test_resume_after_kill_and_ctrl_c(reference, tiny_fp32_bundle, tmp_path):
-    """kill -9 and Ctrl-C lose at most the file in progress; re-running the command completes the
-    folder, byte-identical to an uninterrupted run. One sample per batch, so the runs are slow
+def test_resume_after_kill_ctrl_c_and_sigterm(reference, tiny_fp32_bundle, tmp_path):
+    """kill -9, Ctrl-C and SIGTERM lose at most the file in progress; re-running the command completes
+    the folder, byte-identical to an uninterrupted run. One sample per batch, so the runs are slow
     enough to be stopped in the middle."""
     out = tmp_path / "resumed"
     cmd = python_module_command("ubdiff_onnx", *args(tiny_fp32_bundle, out, "--batch-size", "1"))
@@ -150,15 +160,17 @@ def test_resume_after_kill_and_ctrl_c(reference, tiny_fp32_bundle, tmp_path):
     proc.wait()
     _visible_files_are_whole(out)
 
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    _wait_for(out / "seismic_data" / "data2.npy", proc)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
-    if proc.returncode == 130:  # stopped before the end (it may have finished the last file first)
-        assert "run the same command again to resume" in " ".join(err.split())
-    else:
-        assert proc.returncode == 0, err
-    _visible_files_are_whole(out)
+    for sig in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C; SLURM's scancel / time limit
+        stale = set((out / "seismic_data").glob(".*.tmp"))  # left by kill -9, deleted by the next run
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        if _wait_for_new_temporary(out, stale, proc):  # a file is being written: stop it there
+            proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+        if proc.returncode == 130:  # (a signal landing just as a temporary file is created can leave it: the next run deletes it)
+            assert "run the same command again to resume" in " ".join(err.split()), err
+        else:  # it finished the last file before the signal came
+            assert proc.returncode == 0, err
+        _visible_files_are_whole(out)
 
     final = subprocess.run(cmd, capture_output=True, text=True, env=env)
     assert final.returncode == 0, final.stderr

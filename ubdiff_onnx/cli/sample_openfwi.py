@@ -6,6 +6,9 @@ writer and the Ray runner live in ``ubdiff_onnx.runtime`` (``shards``, ``openfwi
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -21,6 +24,23 @@ from ubdiff_onnx.errors import UserError
 class RateColumn(ProgressColumn):
     def render(self, task) -> Text:
         return Text(f"{task.speed:.2f} samples/s" if task.speed else "… samples/s")
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM raises KeyboardInterrupt (main thread only), so the file in progress is removed, not left as a temporary."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def sample_openfwi(
@@ -86,9 +106,9 @@ def sample_openfwi(
 
     written: list = []
     t0 = time.perf_counter()
-    try:
-        with Progress(TextColumn("[bold]generating[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("samples"), RateColumn(),
-                      TimeRemainingColumn(), console=console) as bar:
+    try:  # SIGTERM (SLURM's scancel or time limit) stops as cleanly as Ctrl-C
+        with _sigterm_as_interrupt(), Progress(TextColumn("[bold]generating[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("samples"),
+                                               RateColumn(), TimeRemainingColumn(), console=console) as bar:
             task = bar.add_task("samples", total=sum(f.samples for f in todo))
             if ray is None:
                 ow.generate(smp, out, todo, recipe, np_dtype, progress=lambda n: bar.advance(task, n), on_file=written.append)
