@@ -83,10 +83,11 @@ def test_data_check_and_train_read_it(reference, tmp_path):
     assert "3 file pairs, 10 samples" in result.output and "curvefault-a" in result.output  # family from generation.json
 
     # no --dataset: the normalisation constants come from generation.json's family
-    result = invoke(["train", str(tmp_path / "run"), "--data", str(reference), "--preset", "tiny", "--stage", "autoencoder", "--device", "cpu",
-                     "--epochs", "1", "--steps", "1", "--batch-size", "4", "--threads", "1", "--no-progress"])
-    assert result.exit_code == 0, result.output
-    assert (tmp_path / "run" / "autoencoder.pt").is_file()
+    for stage in ("autoencoder", "seismic"):  # velocity maps, then the paired seismic data
+        result = invoke(["train", str(tmp_path / "run"), "--data", str(reference), "--preset", "tiny", "--stage", stage, "--device", "cpu",
+                         "--epochs", "1", "--steps", "1", "--batch-size", "4", "--threads", "1", "--no-progress"])
+        assert result.exit_code == 0, result.output
+        assert (tmp_path / "run" / f"{stage}.pt").is_file()
 
 
 def test_shards_together_are_byte_identical(reference, tiny_fp32_bundle, tmp_path):
