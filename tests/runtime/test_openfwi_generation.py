@@ -244,7 +244,7 @@ def test_ray_actors_are_byte_identical(reference, tiny_fp32_bundle, tmp_path):
         out = tmp_path / "ray"
         result = invoke(args(tiny_fp32_bundle, out, "--ray", "auto"))
         assert result.exit_code == 0, result.output
-        assert "Ray: 2 actor(s)" in result.output
+        assert "Ray: 2 actor(s)" in result.output and f"{N}/{N} samples" in result.output  # every batch reached the bar
     finally:
         ray.shutdown()
     assert files_of(out) == files_of(reference)

@@ -117,12 +117,8 @@ def sample_openfwi(
 
                 del smp
 
-                def done(spec) -> None:
-                    written.append(spec)
-                    bar.advance(task, spec.samples)
-
-                run_on_ray(ray, bundle_dir, out, todo, recipe, np_dtype.name, threads=threads or 1, actors=ray_actors, on_file=done,
-                           say=console.print)
+                run_on_ray(ray, bundle_dir, out, todo, recipe, np_dtype.name, threads=threads or 1, actors=ray_actors, on_file=written.append,
+                           progress=lambda n: bar.advance(task, n), say=console.print)
     except KeyboardInterrupt:
         console.print(f"interrupted: {len(written)} file(s) written in this run are complete and kept; run the same command again to resume")
         raise typer.Exit(code=130) from None
