@@ -43,10 +43,10 @@ it (2.9 vs 3.5 ms), so the other components keep "all"."""
 
 def int8_ready_copy(model, qat_quantizers: dict[str, dict] | None = None, report: dict[str, Any] | None = None):
     """A deep copy ready for INT8: with ``qat_quantizers``, weights clamped to their QAT ranges
-    (``qat_scales.clip_to_qat_ranges_``; the count goes to ``report``); BatchNorm folded into the preceding conv/linear of both decoder
-    paths (a BN left after a rewritten ConvTranspose would run in float between DQ/Q pairs), then
-    the velocity decoder's ConvTranspose layers rewritten exactly, and the ViT's token Linears
-    flattened so each exports as a Gemm with its bias."""
+    (``qat_scales.clip_to_qat_ranges_``; the count goes to ``report``); BatchNorm folded into the
+    preceding conv/linear of both decoder paths (a BN left after a rewritten ConvTranspose would run
+    in float between DQ/Q pairs), then the velocity decoder's ConvTranspose layers rewritten exactly,
+    and the ViT's token Linears flattened so each exports as a Gemm with its bias."""
     m = copy.deepcopy(model).eval()
     if qat_quantizers is not None:
         moved = clip_to_qat_ranges_(m, qat_quantizers)
@@ -67,8 +67,8 @@ def export_qdq_components(model, stage_dir: Path, feeds: dict[str, list[dict[str
                           progress: Callable[[str], None] | None = None, *, qat_quantizers: dict[str, dict] | None = None,
                           fake_quant_model=None) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     """Quantize the three graphs of the float ``model`` into ``stage_dir``; returns (manifest
-    component entries, report; ``report["int8"]`` is the manifest's ``int8`` block). With ``qat_quantizers`` (a QAT checkpoint's scales, and its
-    ``fake_quant_model``) every tensor QAT quantized keeps its QAT scale (``qat_scales.py``);
+    component entries, report; ``report["int8"]`` is the manifest's ``int8`` block). With
+    ``qat_quantizers`` (a QAT checkpoint's scales, and its ``fake_quant_model``) every tensor QAT quantized keeps its QAT scale (``qat_scales.py``);
     calibration ranges from ``feeds`` fill in the rest."""
     import onnx
 

@@ -4,8 +4,9 @@ and the check that every heavy operator really runs as an INT8 kernel after ORT'
 
 Scheme (SPEC §5): uint8 per-tensor affine activations, int8 symmetric per-channel weights, QDQ
 format; weights in [-64, 64] by default (``reduce_range``: exact on x86 without VNNI, whose
-VPMADDUBSW kernels saturate with full-range weights; docs/int8-cpus.md); calibration inputs for the U-Net come from DDIM trajectories (timesteps spread along the
-sampling path), for the decoders from encoder latents of real velocity maps.
+VPMADDUBSW kernels saturate with full-range weights; docs/int8-cpus.md); calibration inputs for the
+U-Net come from DDIM trajectories (timesteps spread along the sampling path), for the decoders from
+encoder latents of real velocity maps.
 """
 
 from __future__ import annotations
