@@ -18,7 +18,6 @@ import argparse
 import copy
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ubdiff_onnx import qat
