@@ -10,10 +10,10 @@ import argparse
 import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
+from ubdiff_onnx._source_tree import python_module_command
 from ubdiff_onnx.training.metrics import read_metrics
 
 
@@ -25,8 +25,8 @@ def main() -> None:
     if args.run_dir.exists():
         shutil.rmtree(args.run_dir)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    cmd = [sys.executable, "-m", "ubdiff_onnx", "train", str(args.run_dir), "--preset", "tiny", "--stage", "all",
-           "--no-progress", "--threads", str(args.threads)]
+    cmd = python_module_command("ubdiff_onnx", "train", args.run_dir, "--preset", "tiny", "--stage", "all",
+                                "--no-progress", "--threads", args.threads)
     t0 = time.time()
     subprocess.run(cmd, check=True)
     wall = time.time() - t0

@@ -81,6 +81,29 @@ def calibration_velocities(data_dir: Path, dataset: dict[str, Any], samples: int
     return np.stack([normalize_velocity(folder.velocity(int(i)), consts) for i in idx]).astype(np.float32)
 
 
+def _with_weight_range(qconfig: QuantizationConfig, weight_range: str | None, ckpt: Checkpoint,
+                       calibrate: Path | None, checkpoint: Path) -> QuantizationConfig:
+    """``qconfig`` with the int8 weight range asked for (default "reduced"); a QAT export must use
+    the range the checkpoint was trained with."""
+    from ubdiff_onnx.runtime.int8_host import WEIGHT_RANGES
+
+    if weight_range is not None and weight_range not in WEIGHT_RANGES:
+        raise UserError(f"--weight-range: expected {' or '.join(WEIGHT_RANGES)}, got {weight_range!r}")
+    wanted = weight_range or qconfig.weight_range
+    if ckpt.qat and calibrate is None:
+        from ubdiff_onnx.qat.state import checkpoint_weight_range
+
+        trained = checkpoint_weight_range(ckpt.qat, str(checkpoint))
+        if trained != wanted:
+            if trained == "full":
+                raise UserError(f"{checkpoint}: its QAT weights are full-range int8 [-128, 127], which saturate on x86 CPUs "
+                                "without VNNI; retrain its qat stages with this version (7-bit weights), or pass "
+                                "--weight-range full for a bundle that runs on ARM and VNNI x86 only")
+            raise UserError(f"{checkpoint}: its QAT weights were trained in the {trained} range; --weight-range {wanted} "
+                            f"would change them (use --weight-range {trained}, or --calibrate DATA for post-training quantization)")
+    return dataclasses.replace(qconfig, weight_range=wanted)
+
+
 def export_bundle(
     checkpoint: Path,
     out_dir: Path,
@@ -93,9 +116,12 @@ def export_bundle(
     calibrate: Path | None = None,
     weights: str | None = None,
     qconfig: QuantizationConfig | None = None,
+    weight_range: str | None = None,
     progress: Callable[[str], None] | None = None,
+    notice: Callable[[str], None] | None = None,
 ) -> ExportResult:
-    """Checkpoint → validated bundle in ``out_dir`` (atomic). See the CLI ``export`` for the options."""
+    """Checkpoint → validated bundle in ``out_dir`` (atomic). See the CLI ``export`` for the options.
+    ``notice`` hears lasting messages (stale staging folders of killed exports removed)."""
     from ubdiff_onnx.conversion.export_onnx import export_fp32_components
     from ubdiff_onnx.conversion.validate import PTQ_MIN_COSINE, QAT_MIN_COSINE, against_fp32, validate_bundle
 
@@ -110,12 +136,17 @@ def export_bundle(
         raise UserError(f"{checkpoint}: has no QAT scales; pass --calibrate DATA_DIR for post-training quantization (or train --stage qat-decoders and qat-diffusion)")
     if calibrate is not None and fmt != "qdq":
         raise UserError("--calibrate applies to --format qdq only")
+    if weight_range is not None and fmt != "qdq":
+        raise UserError("--weight-range applies to --format qdq only")
+    qconfig = qconfig or QuantizationConfig()
+    if fmt == "qdq":
+        qconfig = _with_weight_range(qconfig, weight_range, ckpt, calibrate, checkpoint)
     ds = dataset_block(ckpt, dataset)
     model = build_model(ckpt, use_ema=use_ema, source=str(checkpoint))  # a QAT checkpoint: its folded float twin
     from_qat = fmt == "qdq" and calibrate is None
     reference, fp32_reference = model, None
     quant_report = None
-    with staged_dir(out_dir, overwrite) as stage:
+    with staged_dir(out_dir, overwrite, notice) as stage:
         if fmt == "fp32":
             components = export_fp32_components(model, stage, progress)
             precision = "fp32"
@@ -128,7 +159,7 @@ def export_bundle(
             from ubdiff_onnx.conversion.export_qdq import export_qdq_components
             from ubdiff_onnx.conversion.quantize import calibration_feeds
 
-            qcfg = dataclasses.replace(qconfig or QuantizationConfig(), int4_seismic=weights == "int4")
+            qcfg = dataclasses.replace(qconfig, int4_seismic=weights == "int4")
             if from_qat:
                 from ubdiff_onnx.qat.state import model_from_checkpoint
 
@@ -149,6 +180,7 @@ def export_bundle(
             precision = "int4" if weights == "int4" else "qdq"
         data = manifest_data(ckpt, precision, components, ds, use_ema)
         if quant_report is not None:
+            data["int8"] = quant_report.pop("int8")
             data["quantization"] = quant_report
         write_manifest(stage, data)
         quantized = precision not in ("fp32", "torchscript")
@@ -163,10 +195,10 @@ def export_bundle(
                                  min_cosine=min_cosine, fp32_model=fp32_reference)
         bad = [c for c in checks if c.gate and not c.ok]
         if bad:
-            c = bad[0]
-            against = "its fake-quant (QAT) torch model" if from_qat else "the torch model"
-            what = f"cosine {c.cosine:.4f} < {c.tolerance:g} against {against}" if quantized else f"differs from torch by {c.max_abs_diff:.3g} > {c.tolerance:g}"
-            raise UserError(f"validation failed: {c.component}.{c.output} {what}")
+            from ubdiff_onnx.conversion.validate import failure_message
+
+            raise UserError(failure_message(checks, quantized=quantized, from_qat=from_qat,
+                                            weight_range=qconfig.weight_range if quantized else None))
         data["validation"] = {f"{c.component}.{c.output}": {"max_abs_diff": c.max_abs_diff, "cosine": c.cosine, "checked": c.gate} for c in checks}
         if fp32_reference is not None:
             data["validation_against_fp32"] = against_fp32(stage)

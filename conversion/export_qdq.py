@@ -17,11 +17,13 @@ from torch import nn
 
 from ubdiff_onnx.conversion.components import component_modules
 from ubdiff_onnx.conversion.export_onnx import OPSET, export_component
-from ubdiff_onnx.conversion.qat_scales import float_side_inputs_, qat_overrides, restrict
+from ubdiff_onnx.conversion.qat_scales import clip_to_qat_ranges_, float_side_inputs_, qat_overrides, restrict
 from ubdiff_onnx.conversion.quantize import (
     QuantizationConfig,
     float_heavy_ops,
     int4_big_matmul,
+    int8_extents,
+    int8_record,
     optimized_op_histogram,
     quantize_component,
     untranspose_big_gemms_,
@@ -39,12 +41,17 @@ that made the step slower (paper, 2-core x86: 5.8 vs 5.4 ms). The 2-D velocity d
 it (2.9 vs 3.5 ms), so the other components keep "all"."""
 
 
-def int8_ready_copy(model):
-    """A deep copy ready for INT8: BatchNorm folded into the preceding conv/linear of both decoder
-    paths (a BN left after a rewritten ConvTranspose would run in float between DQ/Q pairs), then
-    the velocity decoder's ConvTranspose layers rewritten exactly, and the ViT's token Linears
-    flattened so each exports as a Gemm with its bias."""
+def int8_ready_copy(model, qat_quantizers: dict[str, dict] | None = None, report: dict[str, Any] | None = None):
+    """A deep copy ready for INT8: with ``qat_quantizers``, weights clamped to their QAT ranges
+    (``qat_scales.clip_to_qat_ranges_``; the count goes to ``report``); BatchNorm folded into the
+    preceding conv/linear of both decoder paths (a BN left after a rewritten ConvTranspose would run
+    in float between DQ/Q pairs), then the velocity decoder's ConvTranspose layers rewritten exactly,
+    and the ViT's token Linears flattened so each exports as a Gemm with its bias."""
     m = copy.deepcopy(model).eval()
+    if qat_quantizers is not None:
+        moved = clip_to_qat_ranges_(m, qat_quantizers)
+        if report is not None:
+            report["weights_clamped_to_range"] = moved
     for block in [*m.velocity_decoder.blocks, m.velocity_decoder.head]:
         fold_batchnorm(block.conv, block.norm)
         block.norm = nn.Identity()
@@ -60,18 +67,19 @@ def export_qdq_components(model, stage_dir: Path, feeds: dict[str, list[dict[str
                           progress: Callable[[str], None] | None = None, *, qat_quantizers: dict[str, dict] | None = None,
                           fake_quant_model=None) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     """Quantize the three graphs of the float ``model`` into ``stage_dir``; returns (manifest
-    component entries, report). With ``qat_quantizers`` (a QAT checkpoint's scales, and its
-    ``fake_quant_model``) every tensor QAT quantized keeps its QAT scale (``qat_scales.py``);
+    component entries, report; ``report["int8"]`` is the manifest's ``int8`` block). With
+    ``qat_quantizers`` (a QAT checkpoint's scales, and its ``fake_quant_model``) every tensor QAT quantized keeps its QAT scale (``qat_scales.py``);
     calibration ranges from ``feeds`` fill in the rest."""
     import onnx
 
     latent_dim = model.cfg.latent_dim
-    work = int8_ready_copy(model)
-    modules = component_modules(work)
     entries: dict[str, dict[str, Any]] = {}
+    extents: dict[str, dict[str, list[int]]] = {}
     report: dict[str, Any] = {"scheme": qcfg.to_dict(), "op_histogram": {}, "int4_nodes": []}
     if qat_quantizers is not None:
         report["qat"] = {}
+    work = int8_ready_copy(model, qat_quantizers, report.get("qat"))
+    modules = component_modules(work)
     with tempfile.TemporaryDirectory(prefix=".fp32-", dir=stage_dir) as tmp:
         for name in COMPONENTS:
             fp32 = Path(tmp) / f"{name}.onnx"
@@ -97,6 +105,7 @@ def export_qdq_components(model, stage_dir: Path, feeds: dict[str, list[dict[str
                 report["qat"][name] = mapping.report()
             fp32.unlink()
             report.setdefault("untransposed_gemms", {})[name] = untranspose_big_gemms_(out)
+            extents[name] = int8_extents(out)
             session_hint = {}
             if name == "unet":
                 table = tabulate_timestep_path_(out, model.cfg.timesteps)
@@ -110,4 +119,5 @@ def export_qdq_components(model, stage_dir: Path, feeds: dict[str, list[dict[str
             entries[name] = {"path": rel, "format": "onnx", "opset": OPSET, **io_spec(latent_dim)[name], **session_hint}
             if progress:
                 progress(name)
+    report["int8"] = int8_record(extents, qcfg.weight_range)
     return entries, report

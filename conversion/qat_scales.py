@@ -198,6 +198,32 @@ def float_side_inputs_(model, input_only: set[str]) -> int:
     return restored
 
 
+def clip_to_qat_ranges_(model, quantizers: dict[str, dict[str, Any]]) -> int:
+    """Clamp each QAT layer's float weight to [qmin·scale, qmax·scale] per output channel, in place;
+    returns how many weights moved.
+
+    The fake-quant clamps there; ``quantize_static`` quantizes an overridden weight with the given
+    scale but clips only to the int8 type ([-128, 127]), so without this a 7-bit QAT weight that LSQ
+    pushed past ±64 steps would come out beyond the range the bundle declares (and saturate on x86
+    without VNNI). Clamping first gives exactly the fake-quant's integers."""
+    import torch
+
+    moved = 0
+    with torch.no_grad():
+        for name, entry in quantizers.items():
+            if entry.get("kind") != "weight":
+                continue
+            weight = model.get_submodule(name.removesuffix(".weight_quant")).weight
+            shape = [1] * weight.ndim
+            shape[int(entry["axis"])] = -1
+            scale = torch.as_tensor(_np(entry["scale"]), dtype=weight.dtype).reshape(shape)
+            lo, hi = scale * int(entry.get("qmin", -128)), scale * int(entry.get("qmax", 127))
+            clamped = torch.minimum(torch.maximum(weight, lo), hi)
+            moved += int((clamped != weight).sum())
+            weight.copy_(clamped)
+    return moved
+
+
 def restrict(overrides: dict[str, list[dict[str, Any]]], model) -> dict[str, list[dict[str, Any]]]:
     """Only the overrides whose tensor exists in ``model`` (``quantize_static`` rejects the others;
     e.g. the big seismic weight is gone once it is 4-bit MatMulNBits)."""

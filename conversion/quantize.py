@@ -3,8 +3,10 @@ baseline QAT must beat), optional 4-bit MatMulNBits weights for the seismic deco
 and the check that every heavy operator really runs as an INT8 kernel after ORT's optimisation.
 
 Scheme (SPEC §5): uint8 per-tensor affine activations, int8 symmetric per-channel weights, QDQ
-format; calibration inputs for the U-Net come from DDIM trajectories (timesteps spread along the
-sampling path), for the decoders from encoder latents of real velocity maps.
+format; weights in [-64, 64] by default (``reduce_range``: exact on x86 without VNNI, whose
+VPMADDUBSW kernels saturate with full-range weights; docs/int8-cpus.md); calibration inputs for the
+U-Net come from DDIM trajectories (timesteps spread along the sampling path), for the decoders from
+encoder latents of real velocity maps.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ class QuantizationConfig:
     calibration_trajectories: int = 8
     calibration_steps: int = 50
     """U-Net calibration inputs: (x_t, t) of every step of this many seeded DDIM trajectories."""
+    weight_range: str = "reduced"
+    """"reduced": int8 weights in [-64, 64] (onnxruntime's ``reduce_range``), exact on every CPU;
+    "full": [-127, 127] (PTQ) / [-128, 127] (QAT), exact on ARM and x86 with VNNI only."""
     op_types: tuple[str, ...] = ("Conv", "Gemm", "MatMul")
     int4_seismic: bool = False
     int4_block_size: int = 128
@@ -114,11 +119,53 @@ def quantize_component(fp32_path: Path, out_path: Path, feeds: list[dict[str, np
             str(pre), str(out_path), _Reader(feeds), quant_format=QuantFormat.QDQ,
             op_types_to_quantize=list(cfg.op_types), per_channel=cfg.per_channel,
             activation_type=qtype[cfg.activation_type], weight_type=qtype[cfg.weight_type],
-            calibrate_method=method, nodes_to_exclude=list(exclude),
+            calibrate_method=method, nodes_to_exclude=list(exclude), reduce_range=cfg.weight_range == "reduced",
             extra_options={"ActivationSymmetric": False, "WeightSymmetric": True,
                            "TensorQuantOverrides": overrides or {},
                            "QDQDisableWeightAdjustForInt32Bias": bool(overrides)},
         )
+
+
+def int8_extents(path: Path) -> dict[str, list[int]]:
+    """Integer extents of a QDQ graph: ``weights`` [min, max] over the int8 initializers that a
+    DequantizeLinear reads, ``activations`` [min, max] of the uint8 activation type ([0, 255])."""
+    import onnx
+    from onnx import numpy_helper
+
+    from ubdiff_onnx.runtime.int8_host import ACTIVATION_RANGE
+
+    model = onnx.load(str(path))
+    inits = {i.name: i for i in model.graph.initializer}
+    lo, hi = 0, 0
+    for node in model.graph.node:
+        init = inits.get(node.input[0]) if node.op_type == "DequantizeLinear" else None
+        if init is not None and init.data_type == onnx.TensorProto.INT8:
+            q = numpy_helper.to_array(init)
+            if q.size:
+                lo, hi = min(lo, int(q.min())), max(hi, int(q.max()))
+    return {"activations": list(ACTIVATION_RANGE), "weights": [lo, hi]}
+
+
+def int8_record(extents: dict[str, dict[str, list[int]]], weight_range: str) -> dict:
+    """The manifest's ``int8`` block: the integer ranges the bundle assumes and what they need.
+
+    ``max_pair_sum`` = 2 · max|activation| · max|weight|: above ``PAIR_SUM_LIMIT`` the bundle is
+    exact only where u8·s8 products are summed in 32 bits (ARM, x86 with AVX-512 VNNI or AVX-VNNI);
+    ``runtime/int8_host.py`` refuses it elsewhere. Raises if a weight lies outside ``weight_range``."""
+    from ubdiff_onnx.runtime.int8_host import ACTIVATION_RANGE, PAIR_SUM_LIMIT, WEIGHT_RANGES
+
+    lo, hi = WEIGHT_RANGES[weight_range]
+    outside = {name: e["weights"] for name, e in extents.items() if e["weights"][0] < lo or e["weights"][1] > hi}
+    if outside:
+        raise RuntimeError(f"int8 weights outside the {weight_range} range [{lo}, {hi}]: {outside}")
+    pair = 2 * max(abs(v) for v in ACTIVATION_RANGE) * max(-lo, hi)
+    return {
+        "activations": {"dtype": "uint8", "range": list(ACTIVATION_RANGE)},
+        "weights": {"dtype": "int8", "range": [lo, hi], "weight_range": weight_range},
+        "components": extents,
+        "max_pair_sum": pair,
+        "saturates_without_vnni": pair > PAIR_SUM_LIMIT,
+    }
 
 
 def _matmul_add(gemm, weight_kn: str) -> list:
@@ -197,14 +244,15 @@ def int4_big_matmul(fp32_path: Path, out_path: Path, block_size: int = 128, min_
 
 def optimized_op_histogram(path: Path, optimization: str = "all") -> dict[str, int]:
     """Operator counts of the graph onnxruntime actually runs (``optimized_model_filepath``), at the
-    graph optimisation level the bundle's manifest asks for."""
+    graph optimisation level the bundle's manifest asks for. The saved graph is only counted, never
+    run, so onnxruntime's warning that an "all"-level file is hardware-specific is silenced."""
     import onnx
 
     from ubdiff_onnx.runtime.sessions import make_session
 
     with tempfile.TemporaryDirectory(prefix="ubdiff-opt-") as tmp:
         opt = Path(tmp) / "optimized.onnx"
-        make_session(path, threads=1, optimized_model_path=opt, optimization=optimization)
+        make_session(path, threads=1, optimized_model_path=opt, optimization=optimization, quiet=True)
         model = onnx.load(str(opt), load_external_data=False)
     return dict(collections.Counter(n.op_type for n in model.graph.node).most_common())
 

@@ -28,8 +28,10 @@ def main(argv: list[str] | None = None) -> int:
         with torch.no_grad():
             result = module(*(torch.from_numpy(inputs[f"{name}.{n}"]) for n in names))
         out[f"{name}.{next(iter(comp['outputs']))}"] = result.numpy()
-    # the package __init__ files are light by design; model code (ubdiff_onnx.models, …) must not load
-    loaded = sorted(m for m in sys.modules if m.startswith("ubdiff_onnx.") and m not in ("ubdiff_onnx.conversion", "ubdiff_onnx.conversion.ts_check"))
+    # the package __init__ files are light by design (ubdiff_onnx's maps a checkout's subpackages);
+    # model code (ubdiff_onnx.models, …) must not load
+    light = ("ubdiff_onnx._source_tree", "ubdiff_onnx.conversion", "ubdiff_onnx.conversion.ts_check")
+    loaded = sorted(m for m in sys.modules if m.startswith("ubdiff_onnx.") and m not in light)
     np.savez(fout, **out, foreign_modules=np.array(",".join(loaded)))
     return 0
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ import torch
 from torch import nn
 
 from ubdiff_onnx.conversion.components import component_modules
+from ubdiff_onnx._source_tree import python_module_command
 from ubdiff_onnx.errors import UserError
 
 VALIDATION_TIMESTEPS = (0, 31, 128, 200, 255)
@@ -61,7 +61,7 @@ def run_bundle_subprocess(bundle_dir: Path, inputs: dict[str, np.ndarray], torch
     with tempfile.TemporaryDirectory(prefix="ubdiff-validate-") as tmp:
         fin, fout = Path(tmp) / "in.npz", Path(tmp) / "out.npz"
         np.savez(fin, **inputs)
-        proc = subprocess.run([sys.executable, "-m", module, str(bundle_dir), str(fin), str(fout)], capture_output=True, text=True)
+        proc = subprocess.run(python_module_command(module, bundle_dir, fin, fout), capture_output=True, text=True)
         if proc.returncode != 0:
             tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
             raise UserError(f"{bundle_dir}: {'torch.jit' if torchscript else 'onnxruntime'} could not run the exported bundle: {tail}")
@@ -166,6 +166,29 @@ def validate_bundle(model: nn.Module, bundle_dir: Path, tolerance: float = 1e-4,
         report["against_fp32"] = [asdict(c) for c in compare(fp32_ref, got, 0.0, by_cosine=True)]
     (Path(bundle_dir) / "validation.json").write_text(json.dumps(report, indent=2) + "\n")
     return checks
+
+
+def failure_message(checks: list[ComponentCheck], *, quantized: bool, from_qat: bool = False,
+                    weight_range: str | None = None) -> str:
+    """One line for a failed validation: the failing outputs, worst first, and what to try."""
+    bad = sorted((c for c in checks if c.gate and not c.ok), key=(lambda c: c.cosine) if quantized else (lambda c: -c.max_abs_diff))
+    if quantized:
+        against = "its fake-quant (QAT) torch model" if from_qat else "the torch model"
+        worst = ", ".join(f"{c.component}.{c.output} cosine {c.cosine:.4f} < {c.tolerance:g}" for c in bad)
+        passed = ", ".join(f"{c.component}.{c.output} {c.cosine:.4f}" for c in checks if c.gate and c.ok)
+        if weight_range == "full":
+            hint = ("full-range int8 weights saturate on x86 CPUs without VNNI: export with --weight-range reduced "
+                    "(the default)")
+        elif from_qat:
+            hint = ("the graph differs from what QAT trained: see validation.json (against_fp32) and the manifest's "
+                    "quantization.qat report (calibrated_at_export, shared_tensors); or compare with --calibrate DATA (PTQ)")
+        else:
+            hint = ("post-training INT8 loses too much here: train the QAT stages (train --stage qat-decoders, "
+                    "qat-diffusion) and export from them, or calibrate on more data; onnxruntime.quantization.qdq_loss_debug "
+                    "shows which tensors lose it")
+        return f"validation failed against {against}: {worst}" + (f" (passed: {passed})" if passed else "") + f"; try: {hint}"
+    worst = ", ".join(f"{c.component}.{c.output} differs from torch by {c.max_abs_diff:.3g} > {c.tolerance:g}" for c in bad)
+    return f"validation failed: {worst}; try: --tolerance if the difference is float rounding, else report the export as a bug"
 
 
 def against_fp32(bundle_dir: Path) -> dict[str, dict[str, float]]:

@@ -10,8 +10,14 @@ Each quantizer has three behaviours, chosen by Python bools so that tracing sees
   ``torch.fake_quantize_per_channel_affine`` with constant tensors, which
   ``torch.onnx.export(dynamo=True)`` turns into QuantizeLinear/DequantizeLinear.
 
-Weights use the full int8 range [-128, 127] (the exporter maps only that range to ONNX int8) with a
-symmetric scale initialised to max|w|/127, so -128 is reached only if LSQ shrinks a scale.
+Weights are int8 symmetric in one of two ranges (``WEIGHT_RANGES``), with the scale initialised to
+max|w| / the range's symmetric bound:
+
+- ``"reduced"`` (the default): [-64, 64], onnxruntime's ``reduce_range`` for int8 weights. A u8
+  activation (0..255) times such a weight, summed in pairs, stays within int16 (2·255·64 = 32640), so
+  the VPMADDUBSW kernels of x86 CPUs without VNNI (AVX2, AVX-512 without VNNI) compute it exactly;
+- ``"full"``: [-128, 127] (scale max|w|/127, -128 reached only if LSQ shrinks a scale). Exact on ARM
+  and on x86 with VNNI only; elsewhere the pair sums saturate (docs/int8-cpus.md).
 """
 
 from __future__ import annotations
@@ -21,9 +27,10 @@ import math
 import torch
 from torch import nn
 
+from ubdiff_onnx.runtime.int8_host import WEIGHT_RANGES
+
 ACT_QMIN, ACT_QMAX = 0, 255
-W_QMIN, W_QMAX = -128, 127
-W_SYM_MAX = 127
+DEFAULT_WEIGHT_RANGE = "reduced"
 EPS = 1e-8
 
 
@@ -122,21 +129,30 @@ class ActFakeQuant(nn.Module):
 class WeightFakeQuant(nn.Module):
     """int8 symmetric per-channel fake-quant of a weight (``axis`` = output channels)."""
 
-    def __init__(self, channels: int, axis: int) -> None:
+    def __init__(self, channels: int, axis: int, weight_range: str = DEFAULT_WEIGHT_RANGE) -> None:
         super().__init__()
         self.axis = axis
+        self.set_range(weight_range)
         self.scale = nn.Parameter(torch.ones(channels))
         self.register_buffer("_zp_float", torch.zeros(channels), persistent=False)
         self.register_buffer("_zp_int", torch.zeros(channels, dtype=torch.int32), persistent=False)
         self.enabled = True
         self.calibrated = False
 
+    def set_range(self, weight_range: str) -> None:
+        """``"reduced"`` ([-64, 64]) or ``"full"`` ([-128, 127]): see ``WEIGHT_RANGES``."""
+        if weight_range not in WEIGHT_RANGES:
+            raise ValueError(f"weight range must be one of {', '.join(WEIGHT_RANGES)}, got {weight_range!r}")
+        self.weight_range = weight_range
+        self.qmin, self.qmax = WEIGHT_RANGES[weight_range]
+
     @torch.no_grad()
     def init_from(self, weight: torch.Tensor) -> None:
-        """Scale = max|w| per output channel / 127 (the symmetric min/max observer of a weight)."""
+        """Scale = max|w| per output channel / the range's symmetric bound (64 or 127): the
+        symmetric min/max observer of a weight."""
         dims = [d for d in range(weight.ndim) if d != self.axis]
         amax = weight.detach().abs().amax(dim=dims)
-        self.scale.copy_((amax / W_SYM_MAX).clamp(min=EPS))
+        self.scale.copy_((amax / min(-self.qmin, self.qmax)).clamp(min=EPS))
         self.calibrated = True
 
     @torch.no_grad()
@@ -149,10 +165,20 @@ class WeightFakeQuant(nn.Module):
         if not self.calibrated:
             raise RuntimeError("WeightFakeQuant used before calibration")
         if self.training and self.scale.requires_grad:
-            grad_factor = 1.0 / math.sqrt(w.numel() / w.shape[self.axis] * W_QMAX)
+            grad_factor = 1.0 / math.sqrt(w.numel() / w.shape[self.axis] * self.qmax)
             return torch._fake_quantize_learnable_per_channel_affine(
-                w, self.scale.clamp(min=EPS), self._zp_float, self.axis, W_QMIN, W_QMAX, grad_factor)
-        return torch.fake_quantize_per_channel_affine(w, self.scale.detach(), self._zp_int, self.axis, W_QMIN, W_QMAX)
+                w, self.scale.clamp(min=EPS), self._zp_float, self.axis, self.qmin, self.qmax, grad_factor)
+        scale = self.scale.detach()
+        lo, hi = WEIGHT_RANGES["full"]
+        if (self.qmin, self.qmax) != (lo, hi):
+            # The ONNX exporter maps only the int8 type's own range to QuantizeLinear: clamp to the
+            # reduced range first (same integers; exports as a constant-folded Clip before Q/DQ).
+            shape = [1] * w.ndim
+            shape[self.axis] = -1
+            s = scale.reshape(shape)
+            w = torch.clamp(w, s * self.qmin, s * self.qmax)
+        return torch.fake_quantize_per_channel_affine(w, scale, self._zp_int, self.axis, lo, hi)
 
     def extra_repr(self) -> str:
-        return f"int8 symmetric per-channel, axis={self.axis}, channels={self.scale.numel()}, enabled={self.enabled}"
+        return (f"int8 symmetric per-channel [{self.qmin}, {self.qmax}], axis={self.axis}, channels={self.scale.numel()}, "
+                f"enabled={self.enabled}")

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ubdiff_onnx.qat.fake_quant import ActFakeQuant, WeightFakeQuant
+from ubdiff_onnx.qat.fake_quant import DEFAULT_WEIGHT_RANGE, ActFakeQuant, WeightFakeQuant
 
 
 class _QuantLayer:
@@ -24,11 +24,11 @@ class _QuantLayer:
     output_quant: ActFakeQuant
     weight_axis = 0
 
-    def _add_quantizers(self) -> None:
+    def _add_quantizers(self, weight_range: str) -> None:
         w = self.weight  # type: ignore[attr-defined]
         dev = w.device
         self.input_quant = ActFakeQuant().to(dev)
-        self.weight_quant = WeightFakeQuant(w.shape[self.weight_axis], self.weight_axis).to(dev)
+        self.weight_quant = WeightFakeQuant(w.shape[self.weight_axis], self.weight_axis, weight_range).to(dev)
         self.output_quant = ActFakeQuant().to(dev)
 
 
@@ -85,8 +85,9 @@ QUANT_CLASSES: dict[type, type] = {
 }
 
 
-def quantize_layer_(layer: nn.Module) -> nn.Module:
-    """Turn a float Linear/Conv layer into its quantized class in place (no-op if already done)."""
+def quantize_layer_(layer: nn.Module, weight_range: str = DEFAULT_WEIGHT_RANGE) -> nn.Module:
+    """Turn a float Linear/Conv layer into its quantized class in place (no-op if already done);
+    ``weight_range``: see ``fake_quant.WEIGHT_RANGES``."""
     if isinstance(layer, _QuantLayer):
         return layer
     cls = QUANT_CLASSES.get(type(layer))
@@ -97,5 +98,5 @@ def quantize_layer_(layer: nn.Module) -> nn.Module:
     if getattr(layer, "padding_mode", "zeros") != "zeros":
         raise TypeError("only zero padding is supported")
     layer.__class__ = cls
-    layer._add_quantizers()  # type: ignore[attr-defined]
+    layer._add_quantizers(weight_range)  # type: ignore[attr-defined]
     return layer

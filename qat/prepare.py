@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ubdiff_onnx.qat.attention import is_attention, quantize_attention_
-from ubdiff_onnx.qat.fake_quant import ActFakeQuant, WeightFakeQuant
+from ubdiff_onnx.qat.fake_quant import DEFAULT_WEIGHT_RANGE, WEIGHT_RANGES, ActFakeQuant, WeightFakeQuant
 from ubdiff_onnx.qat.fold import fold_bn_, foldable_pairs
 from ubdiff_onnx.qat.modules import QUANT_CLASSES, _QuantLayer, quantize_layer_
 
@@ -41,6 +41,14 @@ class QATConfig:
     """U-Net time MLP and the per-block time projections."""
     float_first_last: bool = False
     """Keep each component's first and last layer float."""
+    weight_range: str = DEFAULT_WEIGHT_RANGE
+    """int8 weight range: "reduced" [-64, 64] runs exactly on every CPU; "full" [-128, 127] saturates
+    on x86 without VNNI (``fake_quant.WEIGHT_RANGES``, docs/int8-cpus.md). Checkpoints written before
+    this field existed are "full" (``state.restore_qat_``)."""
+
+    def __post_init__(self) -> None:
+        if self.weight_range not in WEIGHT_RANGES:
+            raise ValueError(f"weight_range must be one of {', '.join(WEIGHT_RANGES)}, got {self.weight_range!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -101,7 +109,7 @@ def prepare_qat_(model: nn.Module, components: Iterable[str], config: QATConfig 
                 if cfg.quantize_matmuls and is_attention(mod):
                     quantize_attention_(mod)
                 elif type(mod) in QUANT_CLASSES and not _skip(name, comp, cfg):
-                    quantize_layer_(mod)
+                    quantize_layer_(mod, cfg.weight_range)
         info["components"].append(comp)
     model._qat_info = info  # plain attribute: Python state, not part of the state_dict
     return model

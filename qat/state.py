@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ubdiff_onnx.errors import UserError
-from ubdiff_onnx.qat.fake_quant import ACT_QMAX, ACT_QMIN, W_QMAX, W_QMIN, ActFakeQuant, WeightFakeQuant
+from ubdiff_onnx.qat.fake_quant import ACT_QMAX, ACT_QMIN, WEIGHT_RANGES, ActFakeQuant, WeightFakeQuant
 from ubdiff_onnx.qat.fold import identity_bn_entries
 from ubdiff_onnx.qat.prepare import QATConfig, prepare_qat_, qat_info, quantizers
 
@@ -47,7 +47,7 @@ def qat_state(model: nn.Module) -> dict[str, Any] | None:
                              "qmin": ACT_QMIN, "qmax": ACT_QMAX}
         elif q.calibrated:
             entries[name] = {"kind": "weight", "dtype": "int8", "axis": q.axis, "scale": q.scale.detach().cpu().clone(),
-                             "zero_point": 0, "qmin": W_QMIN, "qmax": W_QMAX}
+                             "zero_point": 0, "qmin": q.qmin, "qmax": q.qmax}
     return {
         "version": QAT_STATE_VERSION,
         "scheme": "activations uint8 per-tensor affine; weights int8 symmetric per-channel",
@@ -77,7 +77,9 @@ def restore_qat_(model: nn.Module, state: dict[str, Any], source: str = "checkpo
     """Re-create the fake-quant modules of a QAT checkpoint on a float model loaded from it."""
     if not isinstance(state, dict) or state.get("version") != QAT_STATE_VERSION:
         raise UserError(f"{source}: unsupported QAT state (version {state.get('version') if isinstance(state, dict) else None!r})")
-    prepare_qat_(model, state["components"], QATConfig.from_dict(state["config"]), folded=[tuple(p) for p in state["folded"]])
+    config = dict(state["config"])
+    config.setdefault("weight_range", "full")  # written before the field existed: full-range weights
+    prepare_qat_(model, state["components"], QATConfig.from_dict(config), folded=[tuple(p) for p in state["folded"]])
     present = dict(quantizers(model))
     stored = state["quantizers"]
     missing = sorted(set(present) - set(stored))
@@ -100,8 +102,27 @@ def restore_qat_(model: nn.Module, state: dict[str, Any], source: str = "checkpo
                 if scale.shape != q.scale.shape:
                     raise UserError(f"{source}: QAT scale {name} has shape {tuple(scale.shape)}, expected {tuple(q.scale.shape)}")
                 q.scale.copy_(scale)
+                q.set_range(weight_range_of(entry, name, source))
                 q.calibrated = True
     return model
+
+
+def weight_range_of(entry: dict[str, Any], name: str = "weight", source: str = "checkpoint") -> str:
+    """The ``WEIGHT_RANGES`` name of a stored weight quantizer's (qmin, qmax); absent = "full"."""
+    bounds = (int(entry.get("qmin", -128)), int(entry.get("qmax", 127)))
+    for range_name, r in WEIGHT_RANGES.items():
+        if bounds == r:
+            return range_name
+    raise UserError(f"{source}: QAT weight quantizer {name} has range {list(bounds)}; supported: "
+                    + ", ".join(f"{k} {list(v)}" for k, v in WEIGHT_RANGES.items()))
+
+
+def checkpoint_weight_range(state: dict[str, Any], source: str = "checkpoint") -> str:
+    """The single weight range of a QAT checkpoint's quantizers ("reduced" or "full")."""
+    found = {weight_range_of(e, n, source) for n, e in state["quantizers"].items() if e.get("kind") == "weight"}
+    if len(found) > 1:
+        raise UserError(f"{source}: QAT weight quantizers mix the ranges {', '.join(sorted(found))}")
+    return found.pop() if found else str(state.get("config", {}).get("weight_range", "full"))
 
 
 def model_from_checkpoint(ckpt, *, use_ema: bool = False, source: str = "checkpoint") -> nn.Module:

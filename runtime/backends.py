@@ -8,6 +8,7 @@ from typing import Protocol
 
 import numpy as np
 
+from ubdiff_onnx.runtime.int8_host import check_host
 from ubdiff_onnx.runtime.manifest import COMPONENTS, BundleError, Manifest
 from ubdiff_onnx.runtime.sessions import make_session
 
@@ -73,6 +74,7 @@ def load_components(manifest: Manifest, runtime: str = "onnxruntime", threads: i
     if is_ts != (runtime == "torchscript"):
         kind = "a TorchScript" if is_ts else "an ONNX"
         raise BundleError(f"{manifest.root}: {kind} bundle ({manifest.precision}); use --runtime {'torchscript' if is_ts else 'onnxruntime'}")
+    check_host(manifest.data, str(manifest.root))  # INT8 kernels that saturate on this CPU: refuse
     out: dict[str, Component] = {}
     for name in COMPONENTS:
         comp = manifest.component(name)

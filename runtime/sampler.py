@@ -139,9 +139,13 @@ class BundleSampler:
         batch_size: int = 8,
         init_noise: np.ndarray | None = None,
         progress: Callable[[int], None] | None = None,
+        first: int = 0,
     ) -> Iterator[SampleBatch]:
         """Yield decoded, denormalised batches; only one batch of seismic data is in memory at a time.
-        ``steps`` None: the sampler's default (``runtime.multistep.default_steps``)."""
+        ``steps`` None: the sampler's default (``runtime.multistep.default_steps``).
+
+        The samples are ``first … first + num_samples - 1`` of the run with this seed (``init_noise``
+        row j is sample ``first + j``), so any range can be made on its own and matches a full run."""
         if num_samples < 1:
             raise ValueError(f"--num-samples must be >= 1, got {num_samples}")
         if batch_size < 1:
@@ -151,11 +155,11 @@ class BundleSampler:
         if init_noise is not None and not np.all(np.isfinite(init_noise)):
             raise ValueError(f"--init-noise has {int(np.size(init_noise) - np.isfinite(init_noise).sum())} NaN/Inf values")
         scheduler = self.make_scheduler(sampler, steps, eta, spacing, clip_x0)
-        for start in range(0, num_samples, batch_size):
-            idx = np.arange(start, min(start + batch_size, num_samples))
+        for start in range(first, first + num_samples, batch_size):
+            idx = np.arange(start, min(start + batch_size, first + num_samples))
             x_T, rngs = self.initial_noise(seed, idx)
             if init_noise is not None:
-                x_T = np.ascontiguousarray(init_noise[idx], dtype=np.float32)
+                x_T = np.ascontiguousarray(init_noise[idx - first], dtype=np.float32)
             x0 = self.denoise(x_T, scheduler, rngs, progress)
             latent = x0.reshape(len(idx), -1)
             v, s = self.decode(latent)

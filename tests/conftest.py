@@ -61,14 +61,16 @@ def original_diffusion_file(tmp_path_factory, regen, original_entries) -> Path:
 
 @pytest.fixture(scope="session")
 def original_checkpoint(tmp_path_factory, original_diffusion_file) -> Path:
-    """Our checkpoint converted from the original diffusion file (EMA weights)."""
-    from ubdiff_onnx.checkpoints.format import save_checkpoint
-    from ubdiff_onnx.checkpoints.legacy import import_legacy
+    """Our checkpoint converted from the original diffusion file (EMA weights), through the CLI
+    exactly as docs/checkpoints.md shows it."""
+    from typer.testing import CliRunner
 
-    ckpt, _ = import_legacy(original_diffusion_file, "original", use_ema=True)
-    ckpt.meta["dataset"] = "curvefault-a"
+    from ubdiff_onnx.cli.main import app
+
     path = tmp_path_factory.mktemp("ours") / "original.pt"
-    save_checkpoint(ckpt, path)
+    result = CliRunner().invoke(app, ["convert-checkpoint", str(original_diffusion_file), str(path), "--layout", "original",
+                                      "--use-ema", "--dataset", "curvefault-a"])
+    assert result.exit_code == 0, result.output
     return path
 
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from ubdiff_onnx._source_tree import python_module_command
 from ubdiff_onnx.errors import UserError
 from ubdiff_onnx.runtime.multistep import DEFAULT_SAMPLER, DEFAULT_STEPS
 
@@ -102,7 +102,7 @@ class Quickstart:
     # -- running commands ----------------------------------------------------------------------
     def cli(self, step: str, *args: str | Path) -> None:
         """Run ``ubdiff-onnx ARGS`` in a fresh process; its output goes to logs/<step>.log."""
-        cmd = [sys.executable, "-m", "ubdiff_onnx", *map(str, args)]
+        cmd = python_module_command("ubdiff_onnx", *args)
         log = self.out / "logs" / f"{step}.log"
         with open(log, "a", encoding="utf-8") as fh:
             fh.write(f"$ ubdiff-onnx {' '.join(map(str, args))}\n")

@@ -66,6 +66,20 @@ def _qat_vs_ptq(q: "Quickstart") -> list[str]:
     return lines
 
 
+def _int8_host_line(manifest: dict) -> str:
+    """Which INT8 kernel family made these numbers, and the integer ranges the bundle assumes."""
+    from ubdiff_onnx.runtime.int8_host import host_cpu
+
+    cpu = host_cpu()
+    wanted = ("avx2", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8")
+    flags = ", ".join(f for f in wanted if cpu.flags and f in cpu.flags) or "no x86 flags"
+    rec = manifest.get("int8") or {}
+    weights = (rec.get("weights") or {}).get("range", "not recorded (full range)")
+    return (f"INT8 numbers here come from this CPU: {cpu.machine}, kernel family {cpu.family} ({flags}). The bundles' int8 "
+            f"weights are {weights} × uint8 activations (max pair sum {rec.get('max_pair_sum', '?')}; exact on every CPU "
+            "family when ≤ 32767, see docs/int8-cpus.md).")
+
+
 def write_report(q: "Quickstart") -> Path:
     lines = ["# ubdiff-onnx quickstart report", ""]
     steps = [(name, q.state.get(name, {})) for name in ("data", "train", "export", "sample", "bench", "evaluate")]
@@ -102,6 +116,7 @@ def write_report(q: "Quickstart") -> Path:
         for comp, hist in qdq["quantization"]["op_histogram"].items():
             int8 = {k: v for k, v in hist.items() if k.startswith(("QLinear", "QGemm", "MatMulNBits", "MatMulInteger"))}
             lines.append(f"- {comp}: {', '.join(f'{k} ×{v}' for k, v in int8.items())}")
+        lines += ["", _int8_host_line(qdq)]
 
     lines += ["", "## Samples (INT8 bundle, pure onnxruntime + numpy)", ""]
     pngs = sorted((q.out / "samples" / "png").glob("*.png"))

@@ -97,3 +97,16 @@ def test_our_format_round_trip_and_version_check(tmp_path, tiny_checkpoint):
     save_checkpoint(ckpt, broken)
     with pytest.raises(UserError, match="missing"):
         build_model(load_checkpoint(broken), source=str(broken))
+
+
+def test_refactor_layout_converts_through_the_cli(refactor_file, tmp_path):
+    """``convert-checkpoint SRC DST --layout refactor --dataset flatvel-a`` as docs/checkpoints.md shows it."""
+    from typer.testing import CliRunner
+
+    from ubdiff_onnx.cli.main import app
+
+    out = tmp_path / "ours.pt"
+    result = CliRunner().invoke(app, ["convert-checkpoint", str(refactor_file), str(out), "--layout", "refactor", "--dataset", "flatvel-a"])
+    assert result.exit_code == 0, result.output
+    ckpt = load_checkpoint(out)
+    assert ckpt.config.latent_dim == 512 and ckpt.meta["dataset"] == "flatvel-a"

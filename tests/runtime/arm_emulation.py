@@ -140,9 +140,10 @@ class Job:
 
 
 def launch(code: str, tmp_path: Path, *, profile: str | None, arm: ArmEnv | None = None,
-           args: list[str] | tuple[str, ...] = ()) -> Job:
+           args: list[str] | tuple[str, ...] = (), qemu_env: dict[str, str] | None = None) -> Job:
     """Start ``code`` under ``arm-python`` with ``ARM_PROFILE=profile``, or under this host Python
-    (same environment as the tests) when ``profile`` is None. Its arrays come from :meth:`Job.result`."""
+    (same environment as the tests) when ``profile`` is None. Its arrays come from :meth:`Job.result`.
+    ``qemu_env``: extra ``QEMU_*`` settings for the emulated run (e.g. ``QEMU_LOG=in_asm``)."""
     label = profile or "x86"
     work = tmp_path / f"run-{label}"
     work.mkdir()
@@ -163,6 +164,28 @@ def launch(code: str, tmp_path: Path, *, profile: str | None, arm: ArmEnv | None
         # Nothing of the host's Python settings: the wrapper sets PYTHONPATH (site + overlay) itself
         # and keeps bytecode in DEST/pycache, off the repository.
         env = {k: v for k, v in env.items() if not k.startswith("PYTHON")}
-        env.update(ARM_PROFILE=profile, ARM_PYTHONPATH=str(overlay))
+        env.update(ARM_PROFILE=profile, ARM_PYTHONPATH=str(overlay), **(qemu_env or {}))
         argv = [str(arm.python), str(script)]
     return Job(argv + [str(out), json.dumps(list(args))], env, out, work, label)
+
+
+# AArch64 dot-product instructions (ARMv8.2 DotProd: SDOT/UDOT, vector and by-element forms), as
+# raw instruction words: the disassembler of older qemu builds prints them as ``.byte``.
+_DOT_FORMS = ((0x9FE0FC00, 0x0E809400),  # SDOT/UDOT Vd.4S, Vn.16B, Vm.16B
+              (0x9FC0F400, 0x0F80E000))  # SDOT/UDOT Vd.4S, Vn.16B, Vm.4B[i]
+
+
+def dot_product_instructions(in_asm_log: Path) -> int:
+    """How many SDOT/UDOT instructions qemu translated, from a ``QEMU_LOG=in_asm`` log: each code
+    block is translated once, so this counts the distinct dot-product sites the run reached."""
+    import re
+
+    word = re.compile(r"^0x[0-9a-f]+:\s+([0-9a-f]{8})\s")
+    n = 0
+    with open(in_asm_log, errors="replace") as fh:
+        for line in fh:
+            m = word.match(line)
+            if m:
+                w = int(m.group(1), 16)
+                n += any(w & mask == value for mask, value in _DOT_FORMS)
+    return n

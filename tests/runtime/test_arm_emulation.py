@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.runtime.arm_emulation import PROFILES, ROOT, ArmEnvUnavailable, ensure_env, launch
+from tests.runtime.arm_emulation import PROFILES, ROOT, launch
 
 # Bundle fixtures (conftest) to run on ARM; every one of them must exist.
 BUNDLES = ["tiny_fp32_bundle", "tiny_qdq_bundle"]
@@ -150,14 +150,6 @@ def denormalised_bounds(bundle: Path, ref: dict[str, np.ndarray], tol: dict[str,
         "velocity": 1.01 * tol["velocity_norm"] * (c.label_max - c.label_min) / 2 + 4 * np.spacing(v.astype(np.float32)),
         "seismic": 1.01 * tol["seismic_norm"] * (hi - lo) / 2 * (1 + s) + 4 * np.spacing(s.astype(np.float32)),
     }
-
-
-@pytest.fixture(scope="module")
-def arm_env():
-    try:
-        return ensure_env()
-    except ArmEnvUnavailable as exc:
-        pytest.skip(f"emulated ARM unavailable: {exc}")
 
 
 @pytest.mark.parametrize("bundle_fixture", BUNDLES)

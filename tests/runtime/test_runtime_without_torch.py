@@ -15,7 +15,8 @@ def test_runtime_modules_do_not_import_torch():
     code = (
         "import sys, ubdiff_onnx.runtime, ubdiff_onnx.runtime.manifest, ubdiff_onnx.runtime.schedule, "
         "ubdiff_onnx.runtime.sessions, ubdiff_onnx.runtime.check, ubdiff_onnx.runtime.normalization, "
-        "ubdiff_onnx.runtime.multistep, ubdiff_onnx.runtime.schedulers, ubdiff_onnx.runtime.sampler; "
+        "ubdiff_onnx.runtime.multistep, ubdiff_onnx.runtime.schedulers, ubdiff_onnx.runtime.sampler, "
+        "ubdiff_onnx.runtime.int8_host, ubdiff_onnx.runtime.backends; "
         "assert 'torch' not in sys.modules and 'onnx' not in sys.modules, [m for m in sys.modules if m.startswith(('torch','onnx.'))]"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -112,9 +112,30 @@ def machine_info() -> dict[str, Any]:
         "memory_total_bytes": _mem_total(),
         "peak": peak,
         "os": platform.platform(),
+        "os_release": _os_release(),
+        "board": _board(),
         "python": sys.version.split()[0],
         "versions": {name: _version(name) for name in ("ubdiff-onnx", "onnxruntime", "numpy", "torch", "onnx")},
     }
+
+
+def _board() -> str | None:
+    """The board's name where the firmware tells it (``Raspberry Pi 4 Model B Rev 1.4``): a Pi
+    result must say which board made it."""
+    try:
+        return Path("/proc/device-tree/model").read_bytes().rstrip(b"\0").decode(errors="replace").strip() or None
+    except OSError:
+        return None
+
+
+def _os_release() -> str | None:
+    try:
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                return line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return None
 
 
 def _mem_total() -> int | None:

@@ -49,6 +49,8 @@ def markdown(report: dict[str, Any]) -> str:
     flags = ", ".join(k for k, v in m["flags_of_interest"].items() if v)
     L.append(f"# ubdiff-onnx bench — {m['cpu_model']}, {m['physical_cores']} cores")
     L.append("")
+    board = f"{m['board']}, " if m.get("board") else ""
+    L.append(f"Machine: {board}{m['architecture']}, {m.get('os_release') or m['os']}.  ")
     L.append(f"Command: `{report['command']}`  ")
     L.append(f"CPU flags: {flags}; clock {m['peak']['ghz']:.2f} GHz ({m['mhz_source']}); "
              f"onnxruntime {m['versions'].get('onnxruntime')}, numpy {m['versions'].get('numpy')}, torch {m['versions'].get('torch')} "

@@ -13,7 +13,6 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ubdiff_onnx.bench.machine import PRECISION_ARITHMETIC, peak_gmacs
+from ubdiff_onnx._source_tree import python_module_command
 from ubdiff_onnx.errors import UserError
 
 COMPONENTS = ("unet", "velocity_decoder", "seismic_decoder")
@@ -149,7 +149,7 @@ def e2e_keys(opts: BenchOptions) -> list[str]:
 
 def _worker_cmd(job: Job, opts: BenchOptions, out_json: Path, scratch: Path) -> list[str]:
     b = job.bundle
-    cmd = [sys.executable, "-m", "ubdiff_onnx.bench.worker", str(b.path), "--threads", str(job.threads), "--mode", job.kind,
+    cmd = python_module_command("ubdiff_onnx.bench.worker", b.path) + ["--threads", str(job.threads), "--mode", job.kind,
            "--runtime", b.runtime, "--steps", str(opts.steps), "--seed", str(job.round), "--out", str(out_json)]
     if job.kind == "measure":
         cmd += ["--warmup", str(opts.warmup), "--repeat", str(opts.repeat), "--e2e-repeat", str(opts.e2e_repeat),
@@ -200,7 +200,7 @@ def count_macs(bundles: list[BenchBundle], timeout_s: float) -> dict[str, dict[s
             counts[b.label] = {**counts[donor.label], "source": f"ONNX graph of {donor.label} (same config)"}
             continue
         try:
-            proc = subprocess.run([sys.executable, "-m", "ubdiff_onnx.bench.macs", str(b.path)], capture_output=True, text=True, timeout=timeout_s)
+            proc = subprocess.run(python_module_command("ubdiff_onnx.bench.macs", b.path), capture_output=True, text=True, timeout=timeout_s)
             data = json.loads(proc.stdout) if proc.returncode == 0 else None
         except (subprocess.SubprocessError, json.JSONDecodeError):
             data = None

@@ -21,6 +21,7 @@ def export(
     fmt: Annotated[str, typer.Option("--format", help="fp32 (ONNX float32), qdq (INT8 QuantizeLinear/DequantizeLinear ONNX) or torchscript (traced + frozen; deprecated upstream, for comparisons).")] = "fp32",
     calibrate: Annotated[Optional[Path], typer.Option("--calibrate", help="qdq: post-training quantization calibrated on this OpenFWI folder. Needed when the checkpoint has no QAT scales; a QAT checkpoint exports its own scales unless this is given (PTQ of its weights: the baseline QAT must beat).")] = None,
     weights: Annotated[Optional[str], typer.Option("--weights", help="qdq: int8 (default) or int4 for the seismic decoder's big Linear (MatMulNBits, block 128); torchscript: fp32 (default) or int8 (torch dynamic INT8 Linear).")] = None,
+    weight_range: Annotated[Optional[str], typer.Option("--weight-range", help="qdq: int8 weight range. reduced (default): 7-bit [-64, 64], exact on every CPU; full: [-128, 127], exact on ARM and x86 with AVX-512 VNNI / AVX-VNNI only (x86 without VNNI saturates; the runtime refuses it there). See docs/int8-cpus.md.")] = None,
     dataset: Annotated[str | None, typer.Option("--dataset", help="Normalisation constants: OpenFWI dataset name or a .json file (default: the one recorded at training).")] = None,
     use_ema: Annotated[bool, typer.Option("--use-ema", help="Export the EMA U-Net weights stored in the checkpoint.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT_DIR if it exists and is not empty.")] = False,
@@ -33,8 +34,8 @@ def export(
     with console.status("exporting…") as status:
         result = export_bundle(
             checkpoint, out_dir, fmt, dataset=dataset, use_ema=use_ema, overwrite=overwrite, tolerance=tolerance,
-            calibrate=calibrate, weights=weights,
-            progress=lambda name: status.update(f"exported {name}…"),
+            calibrate=calibrate, weights=weights, weight_range=weight_range,
+            progress=lambda name: status.update(f"exported {name}…"), notice=console.print,
         )
     against = "the fake-quant (QAT) torch model" if result.manifest.get("validation_against_fp32") else "torch"
     table = Table(title=f"{out_dir} ({fmt}) — onnxruntime vs {against}")

@@ -22,7 +22,13 @@ def sample(
     steps: Annotated[Optional[int], typer.Option("--steps", help="U-Net calls per sample (1..T); default 10 for the ODE solvers, 50 for ddim; ddpm always runs all T.")] = None,
     sampler: SamplerOpt = DEFAULT_SAMPLER,
     seed: SeedOpt = 0,
-    out: Annotated[Path, typer.Option("--out", help="Output .npz: velocity (N,1,70,70) m/s, seismic (N,5,1000,70), latent (N,L), seed, steps, sampler.")] = Path("samples.npz"),
+    out: Annotated[Path, typer.Option("--out", help="Output .npz: velocity (N,1,70,70) m/s, seismic (N,5,1000,70), latent (N,L), seed, steps, sampler; with --layout openfwi, the output folder.")] = Path("samples.npz"),
+    layout: Annotated[str, typer.Option("--layout", help="npz (one file) or openfwi (--out DIR: seismic_data/dataK.npy + velocity_map/modelK.npy + generation.json; resumable).")] = "npz",
+    per_file: Annotated[Optional[int], typer.Option("--per-file", help="openfwi: samples per file [default: 500].")] = None,
+    dtype: Annotated[Optional[str], typer.Option("--dtype", help="openfwi: float32 or float16 [default: float32].")] = None,
+    shard: Annotated[Optional[str], typer.Option("--shard", help="openfwi: K/N writes only shard K's files (files K, K+N, …); the N shards together equal one run.")] = None,
+    ray: Annotated[Optional[str], typer.Option("--ray", help="openfwi: write the files with Ray actors: auto (RAY_ADDRESS / `ray start` cluster, else a local one) or a cluster ADDRESS; needs ubdiff-onnx[cluster].")] = None,
+    ray_actors: Annotated[int, typer.Option("--ray-actors", min=0, help="openfwi --ray: number of actors (0 = cluster CPUs / --threads).")] = 0,
     init_noise: Annotated[Optional[Path], typer.Option("--init-noise", help="(N,1,L) float32 .npy to start from instead of seeded noise (reproducible across runtimes).")] = None,
     png: Annotated[Optional[Path], typer.Option("--png", help="Also write one PNG per sample (velocity map + shot gathers) into this folder; needs matplotlib.")] = None,
     threads: ThreadsOpt = 0,
@@ -47,6 +53,19 @@ def sample(
     check_sampler_flags(sampler, steps, eta, timestep_spacing)
     if num_samples < 1:
         raise UserError(f"--num-samples: expected >= 1, got {num_samples}")
+    if layout not in ("npz", "openfwi"):
+        raise UserError(f"--layout: expected npz or openfwi, got {layout!r}")
+    if layout == "openfwi":
+        if init_noise is not None or png is not None or runtime != "onnxruntime" or out.suffix == ".npz":
+            raise UserError("--layout openfwi: give --out DIR (a folder); --init-noise, --png and --runtime torchscript work with --layout npz only")
+        from ubdiff_onnx.cli.sample_openfwi import sample_openfwi
+
+        return sample_openfwi(bundle_dir, out, num_samples=num_samples, steps=steps, sampler=sampler, seed=seed, eta=eta, batch_size=batch_size,
+                              threads=threads, per_file=500 if per_file is None else per_file, dtype=dtype or "float32", shard=shard, ray=ray,
+                              ray_actors=ray_actors, console=console,
+                              options={"spacing": timestep_spacing or (DEFAULT_SPACING if sampler in ODE_SOLVERS else None), "clip_x0": clip_x0})
+    if per_file is not None or dtype is not None or shard is not None or ray is not None:
+        raise UserError("--per-file, --dtype, --shard and --ray need --layout openfwi")
     if out.suffix != ".npz":
         raise UserError(f"--out: expected a .npz file name, got {out}")
     if not out.parent.exists():

@@ -242,8 +242,13 @@ def synthesize(
 
 
 def read_metadata(folder: str | Path) -> Optional[dict]:
-    """The ``synth.json`` of a generated folder, or None for other data."""
+    """The ``synth.json`` of a generated folder, else the ``generation.json`` of one written by
+    ``sample --layout openfwi`` (its ``family`` is the bundle's dataset), or None for other data."""
+    from ubdiff_onnx.runtime.openfwi_writer import GENERATION_JSON
+
     path = Path(folder) / METADATA
+    if not path.is_file():
+        path = Path(folder) / GENERATION_JSON
     if not path.is_file():
         return None
     try:
