@@ -34,7 +34,11 @@ def test_ddim_matches_torch(objective, steps):
     for t in sch.timesteps:
         x = sch.step(np_net(x, t), int(t), x)
     ref = gd.ddim_sample(torch_net, torch.from_numpy(x_T), steps)
-    assert np.max(np.abs(x - ref.numpy())) <= 1e-5
+    # Same operations, but torch and numpy round float32 differently per CPU (torch's AVX-512 kernels
+    # contract multiply-adds): about an ulp per step, which pred_noise's x̂0 = (x - √(1-ᾱ)·ε)/√ᾱ
+    # amplifies at large t. Measured on AMD Zen 4 (AVX-512): 2.9e-5 after 256 pred_noise steps,
+    # ≤ 1e-5 at ≤ 50 steps; so the bound grows with the step count past 50.
+    assert np.max(np.abs(x - ref.numpy())) <= 1e-5 * max(1.0, steps / 50)
 
 
 @pytest.mark.parametrize("objective", ["pred_v", "pred_noise", "pred_x0"])
