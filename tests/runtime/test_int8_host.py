@@ -107,3 +107,30 @@ def test_loading_components_checks_the_host_first(tmp_path, monkeypatch):
     monkeypatch.delenv(ALLOW_ENV, raising=False)
     with pytest.raises(BundleError, match="without avx512_vnni or avx_vnni"):
         load_components(Manifest(tmp_path, manifest("full")))
+
+
+def test_sample_refuses_then_runs_with_the_allow_flag(tiny_qat_bundle, tmp_path, monkeypatch):
+    """Through the CLI, on a (simulated) AVX2-only host: a full-range bundle is refused in one line
+    with no output file; ``--allow-int8-saturation`` runs it with a warning."""
+    import json
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from ubdiff_onnx.cli.main import app
+    from ubdiff_onnx.runtime import int8_host
+
+    bundle = tmp_path / "legacy-full-range"
+    shutil.copytree(tiny_qat_bundle, bundle)
+    man = json.loads((bundle / "manifest.json").read_text())
+    man.pop("int8", None)  # as exported before the record existed: full-range weights assumed
+    (bundle / "manifest.json").write_text(json.dumps(man))
+    monkeypatch.setattr(int8_host, "host_cpu", lambda *a, **k: HostCPU("x86_64", HASWELL))
+    monkeypatch.delenv(ALLOW_ENV, raising=False)  # also undoes what the flag sets in this process
+    out = tmp_path / "s.npz"
+    args = ["sample", str(bundle), "--num-samples", "1", "--steps", "3", "--out", str(out)]
+    refused = CliRunner().invoke(app, args)
+    assert refused.exit_code == 1 and "avx512_vnni" in refused.output and not out.exists(), refused.output
+    ran = CliRunner().invoke(app, [*args, "--allow-int8-saturation"])
+    assert ran.exit_code == 0 and out.exists(), ran.output
+    assert "warning:" in ran.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -37,6 +38,7 @@ def sample(
     timestep_spacing: SpacingOpt = None,
     clip_x0: ClipX0Opt = True,
     runtime: Annotated[str, typer.Option("--runtime", help="onnxruntime (the Pi path, no torch) or torchscript (drives a TorchScript bundle with the same loop; imports torch).")] = "onnxruntime",
+    allow_int8_saturation: Annotated[bool, typer.Option("--allow-int8-saturation", help="Run a full-range INT8 bundle on an x86 CPU without VNNI anyway, with a warning (its u8·s8 pair sums saturate there: wrong outputs). Same as UBDIFF_ONNX_ALLOW_INT8_SATURATION=1.")] = False,
 ) -> None:
     """Run the diffusion loop with onnxruntime + numpy, decode, and write denormalised samples."""
     import numpy as np
@@ -48,6 +50,10 @@ def sample(
     from ubdiff_onnx.runtime.sampler import BundleSampler
 
     console = Console(stderr=True)
+    if allow_int8_saturation:  # the environment also reaches Ray actors and worker processes
+        from ubdiff_onnx.runtime.int8_host import ALLOW_ENV
+
+        os.environ[ALLOW_ENV] = "1"
     if runtime not in ("onnxruntime", "torchscript"):
         raise UserError(f"--runtime: expected onnxruntime or torchscript, got {runtime!r}")
     check_sampler_flags(sampler, steps, eta, timestep_spacing)
