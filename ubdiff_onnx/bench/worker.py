@@ -80,8 +80,7 @@ def _load(bundle: Path, threads: int, runtime: str, verify: bool):
             if is_ts:
                 out[name] = TorchScriptComponent(path, list(comp["inputs"]), threads_)
             else:
-                out[name] = OrtComponent(path, list(comp["inputs"]), list(comp["outputs"]), component_threads(name, threads_),
-                                         manifest.graph_optimization(name))
+                out[name] = OrtComponent(path, list(comp["inputs"]), list(comp["outputs"]), threads_, manifest.graph_optimization(name), name)
             times[name] = time.perf_counter() - t0
         return out
 
