@@ -9,7 +9,7 @@ from ubdiff_onnx.errors import UserError
 from ubdiff_onnx.runtime.multistep import DEFAULT_SAMPLER, DEFAULT_STEPS, ODE_SOLVERS, SAMPLERS, SPACINGS
 
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for every random draw; the same seed gives the same result.")]
-ThreadsOpt = Annotated[int, typer.Option("--threads", min=0, help="Intra-op threads of every component; 0 (default): the measured per-component rule, currently 1 thread for each component (docs/sampling.md).")]
+ThreadsOpt = Annotated[int, typer.Option("--threads", min=0, help="Intra-op threads of every component; 0 (default): the measured per-component rule, 1 thread for each component, the U-Net on all cores from batch 8 (docs/sampling.md).")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing non-empty output.")]
 OutDirArg = Annotated[Path, typer.Argument(help="Output folder.")]
 SamplerOpt = Annotated[str, typer.Option("--sampler", help=f"{', '.join(SAMPLERS)}: dpmpp2m/dpmpp3m (DPM-Solver++) and unipc are few-step ODE solvers; default {DEFAULT_SAMPLER}, {DEFAULT_STEPS} steps (docs/sampling.md).")]
