@@ -23,7 +23,7 @@ from ubdiff_onnx.errors import UserError
 from ubdiff_onnx.runtime.atomic import make_public
 
 OWNER_FILE = ".ubdiff-staging.json"
-STAGE_KINDS = ("partial", "old")  # .NAME.partial-XXXX: being built; .NAME.old-XXXX: the replaced bundle
+STAGE_KINDS = ("partial", "old")  # .NAME.partial-<random>: being built; .NAME.old-<random>: the replaced bundle
 
 
 def check_output_dir(out_dir: Path, overwrite: bool) -> None:
