@@ -227,3 +227,19 @@ DEFAULT_SAMPLER, DEFAULT_STEPS, DEFAULT_SPACING = "unipc", 10, "linspace"
 def default_steps(sampler: str, total: int) -> int:
     """--steps when not given: T for ddpm, 50 for ddim (the original's DDIM setting), else DEFAULT_STEPS."""
     return {"ddpm": total, "ddim": min(50, total)}.get(sampler, min(DEFAULT_STEPS, total))
+
+
+def check_sampler_options(sampler: str, steps: int | None, eta: float, spacing: str | None) -> None:
+    """The rules for sampler flags that need no bundle (ValueError with the flag's name): the one
+    place both ``BundleSampler.make_scheduler`` and the CLI (before it loads a bundle) use."""
+    if sampler not in SAMPLERS:
+        raise ValueError(f"--sampler: expected one of {', '.join(SAMPLERS)}, got {sampler!r}")
+    if spacing is not None and spacing not in SPACINGS:
+        raise ValueError(f"--timestep-spacing: expected one of {', '.join(SPACINGS)}, got {spacing!r}")
+    if spacing is not None and sampler not in ODE_SOLVERS:
+        raise ValueError(f"--timestep-spacing applies to {', '.join(ODE_SOLVERS)}; {sampler} uses the original UB-Diff timesteps")
+    if eta and sampler != "ddim":
+        raise ValueError(f"--eta applies to ddim only; {sampler} is {'ancestral already' if sampler == 'ddpm' else 'a deterministic ODE solver'}")
+    if sampler in ODE_SOLVERS and steps is not None and steps < ODE_SOLVERS[sampler][1]:
+        order = ODE_SOLVERS[sampler][1]
+        raise ValueError(f"--steps {steps} is too few for {sampler} (a multistep solver of order {order}): use at least {order}")

@@ -18,7 +18,7 @@ import onnxruntime as ort
 from ubdiff_onnx.runtime.backends import load_components
 from ubdiff_onnx.runtime.manifest import BundleError, Manifest, read_manifest
 from ubdiff_onnx.runtime.normalization import NormConstants, denormalize_seismic, denormalize_velocity
-from ubdiff_onnx.runtime.multistep import DEFAULT_SAMPLER, DEFAULT_SPACING, ODE_SOLVERS, SAMPLERS, SPACINGS, default_steps
+from ubdiff_onnx.runtime.multistep import DEFAULT_SAMPLER, DEFAULT_SPACING, ODE_SOLVERS, check_sampler_options, default_steps
 from ubdiff_onnx.runtime.schedule import ScheduleTables, make_schedule, schedule_tables
 from ubdiff_onnx.runtime.schedulers import DDIMScheduler, DDPMScheduler
 
@@ -71,10 +71,7 @@ class BundleSampler:
     def make_scheduler(self, sampler: str, steps: int | None, eta: float = 0.0, spacing: str | None = None, clip_x0: bool = True):
         """``spacing`` (None = linspace) applies to the ODE solvers only; ddim/ddpm keep the original's times."""
         T = self.tables.num_timesteps
-        if sampler not in SAMPLERS:
-            raise ValueError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
-        if spacing is not None and sampler not in ODE_SOLVERS:
-            raise ValueError(f"--timestep-spacing applies to {', '.join(ODE_SOLVERS)}; {sampler} uses the original UB-Diff timesteps")
+        check_sampler_options(sampler, steps, eta, spacing)
         if sampler == "ddpm":
             sch = DDPMScheduler(self.tables, self.objective, clip_x0)
             sch.set_timesteps(steps)
@@ -85,10 +82,6 @@ class BundleSampler:
         if sampler == "ddim":
             sch = DDIMScheduler(self.tables, self.objective, eta, clip_x0)
         else:
-            if eta:
-                raise ValueError(f"--eta applies to ddim only; {sampler} is a deterministic ODE solver")
-            if spacing is not None and spacing not in SPACINGS:
-                raise ValueError(f"--timestep-spacing must be one of {', '.join(SPACINGS)}, got {spacing!r}")
             cls, order = ODE_SOLVERS[sampler]
             sch = cls(self.tables, self.objective, order, spacing or DEFAULT_SPACING, clip_x0)
         sch.set_timesteps(steps)

@@ -63,7 +63,7 @@ def _stats(ns: list[int]) -> dict[str, Any]:
 def _load(bundle: Path, threads: int, runtime: str, verify: bool):
     """BundleSampler with each component's load timed on its own."""
     from ubdiff_onnx.runtime import sampler as sampler_mod
-    from ubdiff_onnx.runtime.backends import OrtComponent, TorchScriptComponent, component_threads
+    from ubdiff_onnx.runtime.backends import OrtComponent, TorchScriptComponent
     from ubdiff_onnx.runtime.manifest import COMPONENTS
 
     times: dict[str, float] = {}
