@@ -152,13 +152,13 @@ def int8_record(extents: dict[str, dict[str, list[int]]], weight_range: str) -> 
     ``max_pair_sum`` = 2 · max|activation| · max|weight|: above ``PAIR_SUM_LIMIT`` the bundle is
     exact only where u8·s8 products are summed in 32 bits (ARM, x86 with AVX-512 VNNI or AVX-VNNI);
     ``runtime/int8_host.py`` refuses it elsewhere. Raises if a weight lies outside ``weight_range``."""
-    from ubdiff_onnx.runtime.int8_host import ACTIVATION_RANGE, PAIR_SUM_LIMIT, WEIGHT_RANGES
+    from ubdiff_onnx.runtime.int8_host import ACTIVATION_RANGE, PAIR_SUM_LIMIT, WEIGHT_RANGES, max_pair_sum
 
     lo, hi = WEIGHT_RANGES[weight_range]
     outside = {name: e["weights"] for name, e in extents.items() if e["weights"][0] < lo or e["weights"][1] > hi}
     if outside:
         raise RuntimeError(f"int8 weights outside the {weight_range} range [{lo}, {hi}]: {outside}")
-    pair = 2 * max(abs(v) for v in ACTIVATION_RANGE) * max(-lo, hi)
+    pair = max_pair_sum(weight_range)
     return {
         "activations": {"dtype": "uint8", "range": list(ACTIVATION_RANGE)},
         "weights": {"dtype": "int8", "range": [lo, hi], "weight_range": weight_range},
