@@ -118,13 +118,17 @@ def _one_sample(smp, sampler: str, steps: int | None, seed: int) -> None:
 
 def parse_samplers(text: str) -> list[tuple[str, int]]:
     """"unipc:10,dpmpp3m:8" → [("unipc", 10), ("dpmpp3m", 8)] (ValueError on a malformed entry)."""
-    from ubdiff_onnx.runtime.multistep import SAMPLERS
+    from ubdiff_onnx.runtime.multistep import SAMPLERS, check_sampler_options
 
     out = []
     for item in filter(None, (x.strip() for x in (text or "").split(","))):
         name, _, steps = item.partition(":")
         if name not in SAMPLERS or not steps.isdigit() or int(steps) < 1:
             raise ValueError(f"--samplers: expected NAME:STEPS entries with NAME in {', '.join(SAMPLERS)}, got {item!r}")
+        try:
+            check_sampler_options(name, int(steps), 0.0, None)  # e.g. too few steps for the solver's order
+        except ValueError as exc:
+            raise ValueError(f"--samplers {item}: {exc}") from None
         out.append((name, int(steps)))
     return list(dict.fromkeys(out))
 
