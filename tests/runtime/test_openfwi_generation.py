@@ -169,7 +169,9 @@ def test_resume_after_kill_ctrl_c_and_sigterm(reference, tiny_fp32_bundle, tmp_p
         if _wait_for_new_temporary(out, stale, proc):  # a file is being written: stop it there
             proc.send_signal(sig)
         _, err = proc.communicate(timeout=60)
-        if proc.returncode == 130:  # (a signal landing just as a temporary file is created can leave it: the next run deletes it)
+        # 130 is the normal exit; once in CI (1 of 3 runs) a Ctrl-C run printed the resume message and
+        # still ended by SIGINT (-2) — the clean-up had run, which is what this test is about.
+        if proc.returncode in (130, -signal.SIGINT):  # (a signal landing just as a temporary file is created can leave it: the next run deletes it)
             assert "run the same command again to resume" in " ".join(err.split()), err
         else:  # it finished the last file before the signal came
             assert proc.returncode == 0, err
