@@ -2,7 +2,9 @@
 # `paper`-size INT8 check across CPU families (docs/int8-cpus.md): FP32, QDQ from QAT scales and
 # PTQ QDQ exports (default 7-bit weights) with their validation on this host, the QDQ bundles'
 # validation re-run under an emulated AVX2-only x86 (qemu-x86_64 -cpu Haswell; numbers only, never
-# speed), then `bench` FP32 vs QDQ at 1 and 2 threads on this host.
+# speed), then `bench` FP32 vs QDQ at 1 and 2 threads on this host, and the component speed-ups on
+# this host's kernels and (on an AVX-512 host) on onnxruntime's AVX2 kernels side by side
+# (benchmarks/int8_kernel_speed.py; the AVX2 column is a proxy for an AVX2-only CPU, see avx2_kernels.py).
 # Usage: bash benchmarks/int8_cpus_paper.sh WORK_DIR REPORT_DIR CALIBRATION_DATA [PYTHON]
 set -euo pipefail
 work=${1:?WORK_DIR}; report=${2:?REPORT_DIR}; data=${3:?CALIBRATION_DATA}; py=${4:-python}
@@ -37,3 +39,4 @@ EOF
 } 2>&1 | tee "$report/validation_haswell.txt"
 "$py" -m ubdiff_onnx bench "$work/paper-fp32" "$work/paper-qdq" \
   --threads 1,2 --steps 50 --repeat 20 --rounds 2 --no-ddpm --out "$report/bench" 2>&1 | tail -30
+"$py" benchmarks/int8_kernel_speed.py "$work/paper-fp32" "$work/paper-qdq" --out "$report/kernel-speed" --rounds 5 --repeat 40 2>&1 | tail -12
