@@ -8,7 +8,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ubdiff_onnx.runtime.int8_host import check_host
+from ubdiff_onnx.runtime.int8_host import session_config
 from ubdiff_onnx.runtime.manifest import COMPONENTS, BundleError, Manifest
 from ubdiff_onnx.runtime.sessions import make_session
 
@@ -47,14 +47,15 @@ class OrtComponent:
     use, for the large batches (the U-Net: a few MB more, only when such batches are run)."""
 
     def __init__(self, path: Path, want_in: list[str], want_out: list[str], threads: int, optimization: str = "all",
-                 name: str = "") -> None:
+                 name: str = "", config: dict[str, str] | None = None) -> None:
         self.path, self.want_in, self.want_out, self.optimization = path, want_in, want_out, optimization
+        self.config = dict(config or {})
         self.name, self.threads = name, threads
         self.sessions = {component_threads(name, threads): self._session(component_threads(name, threads))}
 
     def _session(self, threads: int):
         try:
-            session = make_session(self.path, threads, optimization=self.optimization)
+            session = make_session(self.path, threads, optimization=self.optimization, config=self.config)
         except Exception as exc:  # onnxruntime raises its own exception types
             raise BundleError(f"{self.path}: onnxruntime cannot load it: {str(exc).splitlines()[0]}") from None
         got_in = [i.name for i in session.get_inputs()]
@@ -101,7 +102,7 @@ def load_components(manifest: Manifest, runtime: str = "onnxruntime", threads: i
     if is_ts != (runtime == "torchscript"):
         kind = "a TorchScript" if is_ts else "an ONNX"
         raise BundleError(f"{manifest.root}: {kind} bundle ({manifest.precision}); use --runtime {'torchscript' if is_ts else 'onnxruntime'}")
-    check_host(manifest.data, str(manifest.root))  # INT8 kernels that saturate on this CPU: refuse
+    config = session_config(manifest.data, str(manifest.root))  # full-range INT8 on a CPU whose kernels saturate
     out: dict[str, Component] = {}
     for name in COMPONENTS:
         comp = manifest.component(name)
@@ -109,5 +110,6 @@ def load_components(manifest: Manifest, runtime: str = "onnxruntime", threads: i
         if is_ts:
             out[name] = TorchScriptComponent(path, list(comp["inputs"]), threads)
         else:
-            out[name] = OrtComponent(path, list(comp["inputs"]), list(comp["outputs"]), threads, manifest.graph_optimization(name), name)
+            out[name] = OrtComponent(path, list(comp["inputs"]), list(comp["outputs"]), threads, manifest.graph_optimization(name), name,
+                                     config)
     return out

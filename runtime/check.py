@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ubdiff_onnx.runtime.int8_host import check_host
+from ubdiff_onnx.runtime.int8_host import session_config
 from ubdiff_onnx.runtime.manifest import COMPONENTS, BundleError, read_manifest
 from ubdiff_onnx.runtime.sessions import make_session
 
@@ -20,13 +20,13 @@ from ubdiff_onnx.runtime.sessions import make_session
 def run_components(bundle_dir: Path, inputs: dict[str, np.ndarray], threads: int = 0) -> dict[str, np.ndarray]:
     manifest = read_manifest(bundle_dir)
     manifest.verify_files()
-    check_host(manifest.data, str(manifest.root))
+    config = session_config(manifest.data, str(manifest.root))
     out: dict[str, np.ndarray] = {}
     for name in COMPONENTS:
         feeds = {k.split(".", 1)[1]: v for k, v in inputs.items() if k.split(".", 1)[0] == name}
         if not feeds:
             continue
-        sess = make_session(manifest.component_path(name), threads, optimization=manifest.graph_optimization(name))
+        sess = make_session(manifest.component_path(name), threads, optimization=manifest.graph_optimization(name), config=config)
         declared = list(manifest.component(name)["inputs"])
         actual = [i.name for i in sess.get_inputs()]
         if declared != actual:

@@ -12,7 +12,14 @@ onnxruntime 1.32 multiplies uint8 activations by int8 weights with kernels that 
 A bundle is exact everywhere when 2 · max|activation| · max|weight| ≤ 32767; 7-bit weights
 ([-64, 64], onnxruntime's ``reduce_range``, the export default) give 32640. The manifest's ``int8``
 block records the ranges the bundle assumes (``max_pair_sum``); a QDQ bundle without it predates
-the record and is assumed full-range. See docs/int8-cpus.md.
+the record and is assumed full-range.
+
+A full-range bundle on a CPU whose kernels saturate (or whose flags cannot be read) is not refused:
+its sessions get onnxruntime's ``session.x64quantprecision = 1``, whose graph transformer turns the
+int8 weights into uint8 so that the u8·u8 kernels run, which widen to 16 bits before multiplying
+and are exact (measured: the full-range paper bundle on onnxruntime's AVX2 kernels then gives the
+VNNI host's outputs bit for bit; without it, 51 output steps off). Those kernels are slower than
+the u8·s8 ones a 7-bit bundle gets, so the runtime says so in one line. See docs/int8-cpus.md.
 """
 
 from __future__ import annotations
@@ -23,7 +30,6 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ubdiff_onnx.runtime.manifest import BundleError
 
 WEIGHT_RANGES: dict[str, tuple[int, int]] = {"reduced": (-64, 64), "full": (-128, 127)}
 """int8 weight ranges by name; "reduced" = onnxruntime's ``reduce_range`` for int8."""
@@ -31,7 +37,13 @@ ACTIVATION_RANGE = (0, 255)
 PAIR_SUM_LIMIT = 32767
 VNNI_FLAGS = ("avx512_vnni", "avx_vnni")
 ALLOW_ENV = "UBDIFF_ONNX_ALLOW_INT8_SATURATION"
-"""Set to 1 to run a bundle that can saturate on this CPU anyway (with a warning)."""
+"""Set to 1 to run a full-range bundle on the fast, saturating u8·s8 kernels anyway (wrong outputs; for measuring)."""
+FLAGS_ENV = "UBDIFF_ONNX_CPU_FLAGS"
+"""x86 feature flags to assume instead of /proc/cpuinfo's, space-separated: under ``qemu-x86_64 -cpu
+Haswell`` the emulated process still reads the host's /proc/cpuinfo, and ``benchmarks/avx2_kernels.py``
+hides AVX-512 from onnxruntime only."""
+HIGH_PRECISION_CONFIG = {"session.x64quantprecision": "1"}
+"""onnxruntime session config that makes full-range u8·s8 QDQ graphs exact on x86 without VNNI."""
 INT8_PRECISIONS = ("qdq", "int4")
 
 
@@ -44,7 +56,7 @@ def max_pair_sum(weight_range: str) -> int:
 class HostCPU:
     machine: str
     flags: frozenset[str] | None
-    """x86 feature flags from /proc/cpuinfo; None where they could not be read."""
+    """x86 feature flags from /proc/cpuinfo (or ``$UBDIFF_ONNX_CPU_FLAGS``); None where they could not be read."""
 
     @property
     def is_arm(self) -> bool:
@@ -91,6 +103,8 @@ def read_cpu_flags(cpuinfo: str) -> frozenset[str] | None:
 
 def host_cpu(cpuinfo_path: str = "/proc/cpuinfo", machine: str | None = None) -> HostCPU:
     machine = machine or platform.machine()
+    if os.environ.get(FLAGS_ENV, "").strip():
+        return HostCPU(machine, frozenset(os.environ[FLAGS_ENV].split()))
     try:
         with open(cpuinfo_path, encoding="utf-8", errors="replace") as fh:
             flags = read_cpu_flags(fh.read())
@@ -110,29 +124,39 @@ def bundle_pair_sum(data: dict[str, Any]) -> int | None:
 
 
 def saturation_problem(data: dict[str, Any], cpu: HostCPU, where: str = "bundle") -> str | None:
-    """One line saying why the bundle ``data`` (a manifest) is not exact on ``cpu``, or None."""
+    """Why the bundle ``data`` (a manifest) is not exact on ``cpu``'s fast u8·s8 kernels, or None.
+
+    None also for CPUs that are neither x86 nor ARM (``session.x64quantprecision`` is an x86 option)."""
     pair = bundle_pair_sum(data)
-    if pair is None or pair <= PAIR_SUM_LIMIT or not cpu.pair_sums_saturate:
+    if pair is None or pair <= PAIR_SUM_LIMIT or cpu.pair_sums_saturate is False or cpu.family == "other":
         return None
     weights = (data.get("int8") or {}).get("weights", {}).get("range", list(WEIGHT_RANGES["full"]))
-    has = "avx512bw" if cpu.family == "x86-avx512-no-vnni" else ("avx2" if cpu.family == "x86-avx2" else "neither")
-    return (f"{where}: its INT8 weights {weights} × uint8 activations sum pairs up to {pair} > {PAIR_SUM_LIMIT}, "
-            f"which saturates on this CPU: x86-64 without {' or '.join(VNNI_FLAGS)} (has {has}); re-export it with "
-            f"`ubdiff-onnx export --format qdq --weight-range reduced` (the default; a QAT checkpoint trained "
-            f"with full-range weights needs its qat stages retrained), or run it on ARM or a VNNI x86 CPU")
+    if cpu.family == "x86-unknown":
+        cpu_says = f"this x86-64 CPU's flags could not be read, so it may lack {' or '.join(VNNI_FLAGS)}"
+    else:
+        has = "avx512bw" if cpu.family == "x86-avx512-no-vnni" else ("avx2" if cpu.family == "x86-avx2" else "neither")
+        cpu_says = f"x86-64 without {' or '.join(VNNI_FLAGS)} (has {has})"
+    return (f"{where}: its INT8 weights {weights} × uint8 activations sum pairs up to {pair} > {PAIR_SUM_LIMIT}, which "
+            f"onnxruntime's u8·s8 kernels saturate on this CPU ({cpu_says})")
 
 
-def check_host(data: dict[str, Any], where: str = "bundle", cpu: HostCPU | None = None, allow: bool | None = None,
-               warn: Callable[[str], None] | None = None) -> str | None:
-    """Refuse (:class:`BundleError`) a bundle whose INT8 kernels saturate on this CPU; with ``allow``
-    (default: ``$UBDIFF_ONNX_ALLOW_INT8_SATURATION`` = 1) warn on stderr and go on. Returns the
-    problem (None when the host is fine)."""
+def session_config(data: dict[str, Any], where: str = "bundle", cpu: HostCPU | None = None, allow: bool | None = None,
+                   say: Callable[[str], None] | None = None) -> dict[str, str]:
+    """The onnxruntime session config entries that make the bundle ``data`` (a manifest) exact on
+    ``cpu`` (default: this host): ``{}`` where its kernels are exact, else
+    :data:`HIGH_PRECISION_CONFIG`, said in one line on stderr (``say``) with the export option
+    that gets the fast kernels back. With ``allow`` (default: ``$UBDIFF_ONNX_ALLOW_INT8_SATURATION``
+    = 1) it warns and returns ``{}``: the fast kernels, wrong outputs."""
     problem = saturation_problem(data, cpu or host_cpu(), where)
     if problem is None:
-        return None
+        return {}
     if allow is None:
         allow = os.environ.get(ALLOW_ENV, "") == "1"
-    if not allow:
-        raise BundleError(f"{problem} (or set {ALLOW_ENV}=1 to run it anyway, with wrong outputs)")
-    (warn or (lambda msg: print(msg, file=sys.stderr)))(f"warning: {problem}; running anyway because {ALLOW_ENV}=1")
-    return problem
+    say = say or (lambda msg: print(msg, file=sys.stderr))
+    if allow:
+        say(f"warning: {problem}; running it on those kernels anyway because {ALLOW_ENV}=1: its outputs are wrong")
+        return {}
+    say(f"note: {problem}: running it exactly on onnxruntime's slower u8·u8 kernels (session.x64quantprecision); "
+        f"re-export it with `ubdiff-onnx export --format qdq --weight-range reduced` (the default; a QAT checkpoint "
+        f"trained with full-range weights needs its qat stages retrained) for the fast exact kernels")
+    return dict(HIGH_PRECISION_CONFIG)

@@ -41,12 +41,19 @@ np.savez(OUT, **out)
 '''
 
 BUNDLE_SNIPPET = r'''
+import os
 import numpy as np
 from ubdiff_onnx.runtime.check import run_components
+from ubdiff_onnx.runtime.int8_host import ALLOW_ENV
 inputs = dict(np.load(ARGS[0]))
 out = {}
-for kind, bundle in zip(("ptq", "qat"), ARGS[1:]):
+for arg in ARGS[1:]:
+    kind, bundle = arg.split("=", 1)
     out.update({f"{kind}.{k}": v for k, v in run_components(bundle, inputs, threads=1).items()})
+    if kind == "full":  # the same bundle on the fast u8·s8 kernels, whatever they do on this CPU
+        os.environ[ALLOW_ENV] = "1"
+        out.update({f"full-fast.{k}": v for k, v in run_components(bundle, inputs, threads=1).items()})
+        del os.environ[ALLOW_ENV]
 np.savez(OUT, **out)
 '''
 
@@ -166,14 +173,31 @@ def component_inputs(latent_dim: int, seed: int = 7) -> dict[str, np.ndarray]:
             "velocity_decoder.latent": latent, "seismic_decoder.latent": latent}
 
 
-def test_tiny_bundle_components_agree_across_families(families, tiny_qdq_bundle, tiny_qat_bundle, tmp_path):
-    bundles = {"ptq": tiny_qdq_bundle, "qat": tiny_qat_bundle}
+@pytest.fixture(scope="module")
+def tiny_full_range_bundle(tmp_path_factory, tiny_checkpoint, small_dataset) -> Path:
+    """PTQ with ``weight_range="full"`` (``export --weight-range full``): saturates on AVX2 kernels."""
+    from tests.conftest import fast_quantization
+    from ubdiff_onnx.conversion.bundle import export_bundle
+
+    out = tmp_path_factory.mktemp("bundles") / "tiny-qdq-full"
+    export_bundle(tiny_checkpoint, out, "qdq", calibrate=small_dataset, qconfig=fast_quantization(), weight_range="full")
+    return out
+
+
+def test_tiny_bundle_components_agree_across_families(families, tiny_qdq_bundle, tiny_qat_bundle, tiny_full_range_bundle, tmp_path):
+    """7-bit PTQ and QAT bundles, and a full-range one run the way the runtime runs it (on a CPU
+    whose u8·s8 kernels saturate: onnxruntime's u8·u8 kernels), agree with native within one output
+    step on every family; the full-range bundle forced onto the fast kernels does not on Haswell."""
+    bundles = {"ptq": tiny_qdq_bundle, "qat": tiny_qat_bundle, "full": tiny_full_range_bundle}
     manifests = {k: json.loads((b / "manifest.json").read_text()) for k, b in bundles.items()}
-    for kind, man in manifests.items():
+    for kind in ("ptq", "qat"):
+        man = manifests[kind]
         assert man["int8"]["max_pair_sum"] <= 32767 and man["int8"]["weights"]["range"] == [-64, 64], kind
+    assert manifests["full"]["int8"]["max_pair_sum"] > 32767
     np.savez(tmp_path / "in.npz", **component_inputs(manifests["ptq"]["latent_dim"]))
-    runs = run_everywhere(BUNDLE_SNIPPET, tmp_path, families, [str(tmp_path / "in.npz"), *(str(b) for b in bundles.values())])
+    runs = run_everywhere(BUNDLE_SNIPPET, tmp_path, families, [str(tmp_path / "in.npz"), *(f"{k}={b}" for k, b in bundles.items())])
     report = []
+    fast_steps: dict[str, float] = {}
     for kind, bundle in bundles.items():
         for name, comp in manifests[kind]["components"].items():
             output = next(iter(comp["outputs"]))
@@ -183,4 +207,10 @@ def test_tiny_bundle_components_agree_across_families(families, tiny_qdq_bundle,
                 diff = float(np.max(np.abs(runs[family][key].astype(np.float64) - runs["native"][key])))
                 report.append(f"{key} {family} {diff / step:.2f} steps")
                 assert diff <= step * 1.0001, f"{key} on {family} differs from native by {diff:.3g} > one step {step:.3g}"
+                if kind == "full":
+                    fast = float(np.max(np.abs(runs[family][f"full-fast.{name}.{output}"].astype(np.float64) - runs["native"][key])))
+                    fast_steps[f"{family} {name}"] = fast / step
     print("\n" + "; ".join(report))
+    print("full-range bundle on the fast u8·s8 kernels, steps from native: " + ", ".join(f"{k} {v:.1f}" for k, v in fast_steps.items()))
+    if "haswell" in families:  # proof that the u8·u8 config is what makes the AVX2 run exact
+        assert max(v for k, v in fast_steps.items() if k.startswith("haswell")) > 2, fast_steps

@@ -38,7 +38,7 @@ def sample(
     timestep_spacing: SpacingOpt = None,
     clip_x0: ClipX0Opt = True,
     runtime: Annotated[str, typer.Option("--runtime", help="onnxruntime (the Pi path, no torch) or torchscript (drives a TorchScript bundle with the same loop; imports torch).")] = "onnxruntime",
-    allow_int8_saturation: Annotated[bool, typer.Option("--allow-int8-saturation", help="Run a full-range INT8 bundle on an x86 CPU without VNNI anyway, with a warning (its u8·s8 pair sums saturate there: wrong outputs). Same as UBDIFF_ONNX_ALLOW_INT8_SATURATION=1.")] = False,
+    allow_int8_saturation: Annotated[bool, typer.Option("--allow-int8-saturation", help="Run a full-range INT8 bundle on an x86 CPU without VNNI on the fast u8·s8 kernels anyway, with a warning: their pair sums saturate there (wrong outputs; for measuring only). Without it such a bundle runs exactly on onnxruntime's slower u8·u8 kernels. Same as UBDIFF_ONNX_ALLOW_INT8_SATURATION=1.")] = False,
 ) -> None:
     """Run the diffusion loop with onnxruntime + numpy, decode, and write denormalised samples."""
     import numpy as np
