@@ -111,20 +111,39 @@ def markdown(summary: dict, meta: dict) -> str:
             target = TARGETS.get(k, {}).get(comp) if t == "1" and meta["presets"][q] == "paper" else None
             mark = "" if target is None else (f" ≥ {target} ✔" if c["speedup"] >= target else f" < {target} ✘")
             cells.append(f"{c['fp32_ms']:.3g} → {c['qdq_ms']:.3g} (**{c['speedup']:.2f}×**{mark}; {min(rr):.2f}–{max(rr):.2f})")
-        lines.append(f"| {names[k]} | {t} | `{meta['bundles'][q]}` | " + " | ".join(cells) + " |")
+        lines.append(f"| {names[k]} | {t} | {short_names(meta)[q]} | " + " | ".join(cells) + " |")
     lines += ["", "Targets (issue 13, 1 thread): VNNI host U-Net ≥ 1.8×, velocity ≥ 1.3×, seismic ≥ 3×; AVX2-only host "
               "U-Net ≥ 1.6×, velocity ≥ 1.3×, seismic ≥ 2.7×; marked for `paper` bundles only; the native "
               "rows' targets mean something only on a VNNI host."]
     return "\n".join(lines) + "\n"
 
 
-def plot(summary: dict, path: Path) -> None:
+def weight_range(manifest: dict) -> str | None:
+    """"reduced" (7-bit) / "full" for INT8 bundles (no ``int8`` record: exported before it, full)."""
+    if manifest.get("precision") not in ("qdq", "int4"):
+        return None
+    return (manifest.get("int8") or {}).get("weights", {}).get("weight_range", "full")
+
+
+def short_names(meta: dict) -> dict[str, str]:
+    """Bundle folder names (with the parent where two read the same) and their INT8 weight range."""
+    bundles = meta["bundles"]
+    names = {k: Path(v).name for k, v in bundles.items()}
+    dupes = {n for n in names.values() if list(names.values()).count(n) > 1}
+    names = {k: (f"{Path(bundles[k]).parent.name}/{n}" if n in dupes else n) for k, n in names.items()}
+    ranges = meta.get("weight_ranges", {})
+    label = {"reduced": "7-bit weights", "full": "full-range weights"}
+    return {k: n + (f", {label[ranges[k]]}" if ranges.get(k) in label else "") for k, n in names.items()}
+
+
+def plot(summary: dict, meta: dict, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 4))
+    fig, ax = plt.subplots(figsize=(10, 4))
+    names = short_names(meta)
     keys = list(summary)
     width = 0.8 / len(keys)
     for i, key in enumerate(keys):
@@ -132,15 +151,22 @@ def plot(summary: dict, path: Path) -> None:
         # the pooled median need not lie inside the per-round range: clip the bars at the bar's top
         lo = [max(0.0, v - min(summary[key][c]["speedup_per_round"])) for v, c in zip(vals, COMPONENTS)]
         hi = [max(0.0, max(summary[key][c]["speedup_per_round"]) - v) for v, c in zip(vals, COMPONENTS)]
-        ax.bar(np.arange(3) + i * width, vals, width, yerr=[lo, hi], capsize=3, label=key.replace("/t", ", threads ").replace("/", ", "))
+        ax.bar(np.arange(3) + i * width, vals, width, yerr=[lo, hi], capsize=3, label=f"{key.split('/')[0]} kernels, {key.split('/')[1][1:]} thr., {names[key.split('/')[2]]}")
     ax.axhline(1, color="grey", lw=0.8)
     ax.set_xticks(np.arange(3) + width * (len(keys) - 1) / 2, ["U-Net step", "velocity decoder", "seismic decoder"])
     ax.set_ylabel("QDQ speed-up vs ORT FP32")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
     tmp = path.with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=110)
     os.replace(tmp, path)
+
+
+def render(out: Path) -> None:
+    """Re-write kernel_speed.md / .png from kernel_speed.json (after a change of the report's form)."""
+    data = json.loads((out / "kernel_speed.json").read_text())
+    (out / "kernel_speed.md").write_text(markdown(data["summary"], data["meta"]))
+    plot(data["summary"], data["meta"], out / "kernel_speed.png")
 
 
 def main() -> int:
@@ -188,20 +214,22 @@ def main() -> int:
                 runs.append({"round": r, "kernels": k, "threads": t, "bundle": name, "result": res})
                 progress.advance(task)
     summary = summarise(runs, kernels, threads, [n for n in bundles if n != "fp32"])
+    manifests = {n: json.loads((b / "manifest.json").read_text()) for n, b in bundles.items()}
     model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                   if line.startswith("model name")), "unknown CPU") if Path("/proc/cpuinfo").exists() else "unknown CPU"
     meta = {"command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]), "cpu_model": model, "cpu_flags": cpu_flags(),
             "rounds": args.rounds, "repeat": args.repeat, "warmup": args.warmup, "load_start": load0,
             "load_end": os.getloadavg()[0], "seconds": time.perf_counter() - t0, "avx2_evidence": evidence,
             "bundles": {n: str(b) for n, b in bundles.items()},
-            "presets": {n: json.loads((b / "manifest.json").read_text()).get("preset") for n, b in bundles.items()}}
+            "presets": {n: m.get("preset") for n, m in manifests.items()},
+            "weight_ranges": {n: weight_range(m) for n, m in manifests.items()}}
     args.out.mkdir(parents=True, exist_ok=True)
     for name, text in (("kernel_speed.json", json.dumps({"meta": meta, "summary": summary, "runs": runs}, indent=1)),
                        ("kernel_speed.md", markdown(summary, meta))):
         tmp_path = args.out / f".{name}.tmp"
         tmp_path.write_text(text)
         os.replace(tmp_path, args.out / name)
-    plot(summary, args.out / "kernel_speed.png")
+    plot(summary, meta, args.out / "kernel_speed.png")
     print(markdown(summary, meta))
     return 0
 
