@@ -36,13 +36,14 @@ class QuickstartConfig:
     sample_steps: int = DEFAULT_STEPS
     ddim_steps: int = 50                   # bench's DDIM baseline
     bench_repeat: int = 30
+    bench_rounds: int = 3
     bench_threads: str = "1,2"
     eval_samples: int = 32
     seed: int = 0
 
     @classmethod
     def smoke(cls) -> "QuickstartConfig":
-        return cls(data_samples=16, train_steps=3, train_epochs=1, sample_count=2, sample_steps=4, ddim_steps=4, bench_repeat=2, bench_threads="1", eval_samples=3)
+        return cls(data_samples=16, train_steps=3, train_epochs=1, sample_count=2, sample_steps=4, ddim_steps=4, bench_repeat=2, bench_rounds=1, bench_threads="1", eval_samples=3)
 
 
 @dataclass
@@ -178,7 +179,7 @@ def _sample(q: Quickstart) -> list[str]:
 def _bench(q: Quickstart) -> list[str]:
     q.cli("bench", "bench", q.bundle("fp32"), q.bundle("qdq"), q.bundle("torchscript"), "--threads", q.cfg.bench_threads,
           "--steps", str(q.cfg.ddim_steps), "--samplers", f"{q.cfg.sampler}:{q.cfg.sample_steps}", "--repeat", str(q.cfg.bench_repeat),
-          "--no-ddpm", "--out", q.out / "bench")
+          "--rounds", str(q.cfg.bench_rounds), "--no-ddpm", "--out", q.out / "bench")
     return [str(q.out / "bench" / "bench.json")]
 
 
