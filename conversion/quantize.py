@@ -150,8 +150,9 @@ def int8_record(extents: dict[str, dict[str, list[int]]], weight_range: str) -> 
     """The manifest's ``int8`` block: the integer ranges the bundle assumes and what they need.
 
     ``max_pair_sum`` = 2 · max|activation| · max|weight|: above ``PAIR_SUM_LIMIT`` the bundle is
-    exact only where u8·s8 products are summed in 32 bits (ARM, x86 with AVX-512 VNNI or AVX-VNNI);
-    ``runtime/int8_host.py`` refuses it elsewhere. Raises if a weight lies outside ``weight_range``."""
+    exact on the fast u8·s8 kernels only where products are summed in 32 bits (ARM, x86 with AVX-512
+    VNNI or AVX-VNNI); elsewhere ``runtime/int8_host.py`` runs it on onnxruntime's slower u8·u8 ones.
+    Raises if a weight lies outside ``weight_range``."""
     from ubdiff_onnx.runtime.int8_host import ACTIVATION_RANGE, PAIR_SUM_LIMIT, WEIGHT_RANGES, max_pair_sum
 
     lo, hi = WEIGHT_RANGES[weight_range]
