@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import avx2_kernels  # noqa: E402
 
 from ubdiff_onnx._source_tree import python_module_command  # noqa: E402
+from ubdiff_onnx.bench.machine import machine_info  # noqa: E402
 
 COMPONENTS = ("unet", "velocity_decoder", "seismic_decoder")
 TARGETS = {"native": {"unet": 1.8, "velocity_decoder": 1.3, "seismic_decoder": 3.0},
@@ -42,14 +43,10 @@ TARGETS = {"native": {"unet": 1.8, "velocity_decoder": 1.3, "seismic_decoder": 3
 """Issue 13's 1-thread targets: VNNI host (this host natively, when it has VNNI) and AVX2-only."""
 
 
-def cpu_flags() -> list[str]:
+def cpu_flags(info: dict) -> list[str]:
+    """The x86 flags that decide onnxruntime's INT8 kernels, from ``bench.machine.machine_info``."""
     wanted = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8")
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
-    return [f for f in wanted if f in flags]
+    return [f for f in wanted if info["flags_of_interest"].get(f)]
 
 
 def run_worker(bundle: Path, threads: int, env: dict[str, str], repeat: int, warmup: int, tmp: Path) -> dict:
@@ -162,13 +159,6 @@ def plot(summary: dict, meta: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def render(out: Path) -> None:
-    """Re-write kernel_speed.md / .png from kernel_speed.json (after a change of the report's form)."""
-    data = json.loads((out / "kernel_speed.json").read_text())
-    (out / "kernel_speed.md").write_text(markdown(data["summary"], data["meta"]))
-    plot(data["summary"], data["meta"], out / "kernel_speed.png")
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("fp32", type=Path, help="the FP32 bundle (the baseline)")
@@ -182,7 +172,8 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     threads = [int(t) for t in args.threads.split(",")]
-    kernels = (args.kernels or ("native,avx2" if "avx512f" in cpu_flags() else "native")).split(",")
+    info = machine_info()
+    kernels = (args.kernels or ("native,avx2" if "avx512f" in cpu_flags(info) else "native")).split(",")
     for b in (args.fp32, *args.qdq):
         if not (b / "manifest.json").is_file():
             print(f"error: {b}: not a bundle folder (no manifest.json)", file=sys.stderr)
@@ -215,9 +206,7 @@ def main() -> int:
                 progress.advance(task)
     summary = summarise(runs, kernels, threads, [n for n in bundles if n != "fp32"])
     manifests = {n: json.loads((b / "manifest.json").read_text()) for n, b in bundles.items()}
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), "unknown CPU") if Path("/proc/cpuinfo").exists() else "unknown CPU"
-    meta = {"command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]), "cpu_model": model, "cpu_flags": cpu_flags(),
+    meta = {"command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]), "cpu_model": info["cpu_model"], "cpu_flags": cpu_flags(info),
             "rounds": args.rounds, "repeat": args.repeat, "warmup": args.warmup, "load_start": load0,
             "load_end": os.getloadavg()[0], "seconds": time.perf_counter() - t0, "avx2_evidence": evidence,
             "bundles": {n: str(b) for n, b in bundles.items()},
