@@ -40,6 +40,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ubdiff_onnx.runtime.int8_host import AVX2_ONLY_FLAGS, FLAGS_ENV, QEMU_HASWELL_CPU
+
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ubdiff-onnx" / "ort-avx2"
 XGETBV = bytes.fromhex("0f01d0")
 # XGETBV; mov eax, eax (a no-op: XGETBV already zero-extends) -> XGETBV; and al, 0x1f (drop the
@@ -52,8 +54,7 @@ MASK_WINDOW = 256
 ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2",
        "NPY_DISABLE_CPU_FEATURES": "AVX512F AVX512CD AVX512_SKX AVX512_CLX AVX512_CNL AVX512_ICL AVX512_SPR",
        # what the runtime's INT8 host check (runtime/int8_host.py) should believe: /proc/cpuinfo still says AVX-512
-       "UBDIFF_ONNX_CPU_FLAGS": "sse4_2 avx avx2 fma f16c"}
-HASWELL_CPU = "Haswell,-pcid,-x2apic,-tsc-deadline,-hle,-invpcid,-rtm"
+       FLAGS_ENV: AVX2_ONLY_FLAGS}
 
 
 class PatchError(RuntimeError):
@@ -179,7 +180,7 @@ def check(root: Path) -> dict:
                              "not AVX2's 41: onnxruntime still takes its AVX-512/VNNI kernels")
         qemu = shutil.which("qemu-x86_64") or shutil.which("qemu-x86_64-static")
         if qemu:
-            emulated = probe(avx2_env(root), tmp / "haswell.npy", [qemu, "-cpu", HASWELL_CPU])
+            emulated = probe(avx2_env(root), tmp / "haswell.npy", [qemu, "-cpu", QEMU_HASWELL_CPU])
             same = bool(np.array_equal(np.load(tmp / "patched.npy"), np.load(tmp / "haswell.npy")))
             result.update(reproducer_qemu_haswell=emulated["saturation_reproducer"], float_conv_bitwise_equal_to_qemu_haswell=same)
             if not same or emulated["saturation_reproducer"] != 41.0:

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ubdiff_onnx.checkpoints.format import build_model, load_checkpoint
+from ubdiff_onnx.runtime.int8_host import QEMU_HASWELL_CPU
 from ubdiff_onnx.conversion.validate import (
     PTQ_MIN_COSINE,
     QAT_MIN_COSINE,
@@ -34,7 +35,7 @@ from ubdiff_onnx.conversion.validate import (
     with_denoised,
 )
 
-QEMU_HASWELL = ["qemu-x86_64", "-cpu", "Haswell,-pcid,-x2apic,-tsc-deadline,-hle,-invpcid,-rtm"]
+QEMU_HASWELL = ["qemu-x86_64", "-cpu", QEMU_HASWELL_CPU]
 
 
 def main() -> int:

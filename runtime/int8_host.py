@@ -42,6 +42,11 @@ FLAGS_ENV = "UBDIFF_ONNX_CPU_FLAGS"
 """x86 feature flags to assume instead of /proc/cpuinfo's, space-separated: under ``qemu-x86_64 -cpu
 Haswell`` the emulated process still reads the host's /proc/cpuinfo, and ``benchmarks/avx2_kernels.py``
 hides AVX-512 from onnxruntime only."""
+AVX2_ONLY_FLAGS = "sse4_1 sse4_2 avx avx2 fma f16c bmi2"
+"""The flags of an AVX2-only x86 (Haswell … Zen 3): what ``$UBDIFF_ONNX_CPU_FLAGS`` says where one is emulated."""
+QEMU_HASWELL_CPU = "Haswell,-pcid,-x2apic,-tsc-deadline,-hle,-invpcid,-rtm"
+"""``qemu-x86_64 -cpu`` model of that CPU: Haswell without the system features qemu-user cannot emulate
+(TSX, PCID, x2APIC: it warns for each), i.e. the ISA of an AVX2-only CPU."""
 HIGH_PRECISION_CONFIG = {"session.x64quantprecision": "1"}
 """onnxruntime session config that makes full-range u8·s8 QDQ graphs exact on x86 without VNNI."""
 INT8_PRECISIONS = ("qdq", "int4")

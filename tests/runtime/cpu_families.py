@@ -18,14 +18,10 @@ import sys
 from pathlib import Path
 
 from tests.runtime.arm_emulation import _PRELUDE, PROFILES, ArmEnvUnavailable, Job, ensure_env, launch
-from ubdiff_onnx.runtime.int8_host import FLAGS_ENV
+from ubdiff_onnx.runtime.int8_host import AVX2_ONLY_FLAGS, FLAGS_ENV, QEMU_HASWELL_CPU
 
 FAMILIES = ("native", "haswell", *PROFILES)
 QEMU_X86 = ("qemu-x86_64", "qemu-x86_64-static")
-# Haswell's TSX / PCID / x2APIC bits are system features qemu-user cannot emulate (it warns for
-# each); dropping them leaves the ISA (SSE4.2, AVX, AVX2, FMA, BMI2) of an AVX2-only CPU.
-HASWELL_CPU = "Haswell,-pcid,-x2apic,-tsc-deadline,-hle,-invpcid,-rtm"
-HASWELL_FLAGS = "sse4_1 sse4_2 avx avx2 fma f16c bmi2"
 
 
 class FamilyUnavailable(Exception):
@@ -69,6 +65,6 @@ def launch_family(code: str, tmp_path: Path, family: str, args: list[str] | tupl
     out = work / "out.npz"
     env = {k: v for k, v in os.environ.items() if not k.startswith("QEMU_")}
     # The emulated process reads the host's /proc/cpuinfo; tell the runtime's INT8 host check what it runs on.
-    env[FLAGS_ENV] = HASWELL_FLAGS
-    argv = [qemu_x86(), "-cpu", HASWELL_CPU, sys.executable, str(script), str(out), json.dumps(list(args))]
+    env[FLAGS_ENV] = AVX2_ONLY_FLAGS
+    argv = [qemu_x86(), "-cpu", QEMU_HASWELL_CPU, sys.executable, str(script), str(out), json.dumps(list(args))]
     return Job(argv, env, out, work, family)
