@@ -194,3 +194,15 @@ def tiny_qdq_bundle(tmp_path_factory, tiny_checkpoint, small_dataset) -> Path:
     out = tmp_path_factory.mktemp("bundles") / "tiny-qdq"
     export_bundle(tiny_checkpoint, out, "qdq", calibrate=small_dataset, qconfig=fast_quantization())
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_judge(tmp_path_factory, small_dataset) -> Path:
+    """A judge trained for a few steps on the 16 simulated pairs (mechanics, not quality)."""
+    from ubdiff_onnx.models.inversionnet import JudgeConfig
+    from ubdiff_onnx.training.judge import JudgeTrainOptions, train_judge
+
+    out = tmp_path_factory.mktemp("judge") / "judge"
+    train_judge(JudgeTrainOptions(data=[small_dataset], out=out, config=JudgeConfig(width=0.125, time_decimation=8, feature_width=0.25, feature_dim=8),
+                                  epochs=1, max_steps=3, batch_size=4, val_fraction=0.25, threads=1, progress=False))
+    return out

@@ -105,3 +105,58 @@ def test_bad_input_is_one_line(args, needle, tiny_fp32_bundle, small_dataset, tm
     assert err.startswith("error: ") and len(err.splitlines()) == 1 and needle in err, err
     assert "Traceback" not in result.output
     assert not (tmp_path / "r").exists()
+
+
+def test_judge_adds_pairwise_ssim_and_per_modality_frechet(tiny_qdq_bundle, tiny_fp32_bundle, tiny_judge, small_dataset, tmp_path):
+    out = tmp_path / "report"
+    result = _evaluate("--bundle", tiny_qdq_bundle, "--reference", tiny_fp32_bundle, "--judge", tiny_judge,
+                       "--data", small_dataset, "--num-samples", 4, "--panels", 2, "--out", out)
+    rep = json.loads((out / "evaluate.json").read_text())
+    jd = rep["judge"]
+    assert jd["n_generated"] == 4 and jd["n_real"] == 8 and jd["frechet_count"] == 4  # 2N real pairs: floor at equal counts
+    for key in ("real_ceiling", "bundle", "reference"):
+        s = jd["pairwise_ssim"][key]
+        assert _finite(s["mean"]) and -1 <= s["mean"] <= 1, key
+    assert len(jd["pairwise_ssim"]["real_ceiling"]["per_sample"]) == 8
+    for mod in ("seismic", "velocity"):
+        e = jd["frechet"][mod]
+        for key in ("real_floor", "bundle", "reference"):
+            assert _finite(e[key]) and e[key] >= 0, (mod, key)
+    assert jd["frechet"]["seismic"]["feature_dim"] == 64 and jd["frechet"]["velocity"]["feature_dim"] == 8
+    # the judge trained on this very folder: the report says the ceiling is optimistic
+    assert any("data the judge was trained on" in n for n in rep["notes"])
+    md = (out / "evaluate.md").read_text()
+    assert "## The judge" in md and "pairwise SSIM (OpenFWI)" in md and "real pairs (8; ceiling / floor)" in md
+    assert "pairwise SSIM (OpenFWI)" in result.stderr and "Fréchet seismic" in result.stderr and "floor" in result.stderr
+
+
+def test_without_judge_the_report_says_how_to_get_one(tiny_fp32_bundle, small_dataset, tmp_path):
+    out = tmp_path / "report"
+    result = _evaluate("--bundle", tiny_fp32_bundle, "--data", small_dataset, "--num-samples", 2, "--out", out)
+    rep = json.loads((out / "evaluate.json").read_text())
+    assert rep["judge"] is None
+    assert "inversion train" in (out / "evaluate.md").read_text() and "inversion train" in result.stderr
+
+
+def test_judge_of_another_dataset_is_refused_naming_both(tiny_fp32_bundle, small_dataset, tmp_path):
+    import torch
+
+    from ubdiff_onnx.models.inversionnet import JudgeConfig
+    from ubdiff_onnx.training.judge import JudgeTrainOptions, train_judge
+
+    other = tmp_path / "judge-b"
+    train_judge(JudgeTrainOptions(data=[small_dataset], out=other, dataset="curvefault-b", config=JudgeConfig(width=0.125, time_decimation=8, feature_width=0.25, feature_dim=8),
+                                  epochs=1, max_steps=1, batch_size=4, val_fraction=0.25, threads=1, progress=False))
+    res = runner.invoke(app, ["evaluate", "--bundle", str(tiny_fp32_bundle), "--judge", str(other), "--data", str(small_dataset), "--num-samples", "2", "--out", str(tmp_path / "r")])
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    line = res.stderr.strip()
+    assert line.count("\n") == 0 and "curvefault-b" in line and "curvefault-a" in line
+    assert not (tmp_path / "r").exists()  # refused before anything was written
+
+    # another shape: a judge file recording other sample shapes
+    doc = torch.load(other / "judge.pt", weights_only=False)
+    doc["constants"] = {"name": "curvefault-a", "data_min": -26.48, "data_max": 52.32, "label_min": 1500.0, "label_max": 4500.0}
+    doc["shapes"]["seismic"] = [5, 2000, 70]
+    torch.save(doc, other / "judge.pt")
+    res = runner.invoke(app, ["evaluate", "--bundle", str(tiny_fp32_bundle), "--judge", str(other), "--data", str(small_dataset), "--num-samples", "2", "--out", str(tmp_path / "r")])
+    assert res.exit_code == 1 and "(5, 2000, 70)" in res.stderr and "(5, 1000, 70)" in res.stderr

@@ -32,6 +32,7 @@ def evaluate(
     bundle: Annotated[Path, typer.Option("--bundle", help="Bundle to evaluate (usually the INT8 one: qdq, int4 or torchscript-int8).")],
     reference: Annotated[Optional[Path], typer.Option("--reference", help="FP32 bundle of the same checkpoint: enables the fidelity section and the FP32 columns.")] = None,
     checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", help="Training checkpoint (our format) whose encoder embeds maps for the Fréchet distance; the bundle has no encoder.")] = None,
+    judge: Annotated[Optional[Path], typer.Option("--judge", help="Judge folder from `ubdiff-onnx inversion train` (trained on real pairs): pairwise SSIM and per-modality Fréchet distances with real ceilings/floors.")] = None,
     data: Annotated[Optional[Path], typer.Option("--data", help="OpenFWI folder of real pairs (default: the embedded curvefault-a dataset, made on first use).")] = None,
     num_samples: Annotated[int, typer.Option("--num-samples", "-n", min=2, help="Generated samples per bundle (also the number of real pairs forward-modelled).")] = 64,
     steps: Annotated[Optional[int], typer.Option("--steps", min=1, help="U-Net calls per sample (default: the sampler's, as `sample`).")] = None,
@@ -64,19 +65,29 @@ def evaluate(
         data = embedded_dataset()
     command = "ubdiff-onnx " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["evaluate"] else "ubdiff-onnx evaluate"
     opts = EvalOptions(num_samples=num_samples, steps=steps, sampler=sampler, spacing=timestep_spacing, clip_x0=clip_x0, seed=seed, batch_size=batch_size, num_real=num_real, threads=threads, panels=min(panels, num_samples))
-    prep = prepare(EvalInputs(bundle=bundle, data=data, reference=reference, checkpoint=checkpoint), opts)  # bad input fails here, fast
+    prep = prepare(EvalInputs(bundle=bundle, data=data, reference=reference, checkpoint=checkpoint, judge=judge), opts)  # bad input fails here, fast
     with Progress(TextColumn("[bold]{task.description}[/]"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console) as bar:
         report = run_evaluation(prep, _RichProgress(bar), command=command)
     paths = write_report(report, out)
 
     fid, fr, phys = report["fidelity"], report["distribution"]["frechet"], report["physics"]
     if fid:
-        console.print(f"fidelity: velocity MAE {fid['velocity_mae']['mean']:.2f} m/s, SSIM {fid['velocity_ssim']['mean']:.4f}; "
+        console.print(f"fidelity: velocity MAE {fid['velocity_mae']['mean']:.2f} m/s, SSIM (valid region) {fid['velocity_ssim']['mean']:.4f}; "
                       f"seismic rel L2 {fid['seismic_rel_l2']['mean']:.4g}, corr {fid['seismic_corr']['mean']:.4f}")
     if fr:
         extra = f", reference {fr['reference_vs_real']:.4g}" if fr["reference_vs_real"] is not None else ""
         floor = f" (real vs real {fr['real_half_vs_half']:.4g})" if fr["real_half_vs_half"] is not None else ""
-        console.print(f"Fréchet distance to real: bundle {fr['bundle_vs_real']:.4g}{extra}{floor}")
+        console.print(f"Fréchet distance to real in the UB-Diff encoder's latent space (not independent of the model): bundle {fr['bundle_vs_real']:.4g}{extra}{floor}")
+    jd = report.get("judge")
+    if jd:
+        ps = jd["pairwise_ssim"]
+        ref_part = f", reference {ps['reference']['mean']:.4f}" if "reference" in ps else ""
+        console.print(f"judge: pairwise SSIM (OpenFWI) bundle {ps['bundle']['mean']:.4f}{ref_part}; real pairs (ceiling) {ps['real_ceiling']['mean']:.4f}")
+        for mod in ("seismic", "velocity"):
+            e = jd["frechet"][mod]
+            if e["bundle"] is not None:
+                ref_part = f", reference {e['reference']:.4g}" if e.get("reference") is not None else ""
+                console.print(f"judge: Fréchet {mod} bundle {e['bundle']:.4g}{ref_part}; real vs real (floor) {e['real_floor']:.4g} ({jd['frechet_count']} vs {jd['frechet_count']})")
     line = ", ".join(f"{k} {phys[k]['rel_l2']['mean']:.4g}" for k in ("bundle", "reference", "real") if k in phys)
     console.print(f"physics rel L2: {line}")
     for note in report["notes"]:

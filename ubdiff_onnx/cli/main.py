@@ -9,6 +9,10 @@ from ubdiff_onnx.cli import bench_cmd, checkpoint_cmd, evaluate_cmd, export_cmd,
 from ubdiff_onnx.cli import train_cmd  # noqa: F401  (register the train command)
 from ubdiff_onnx.cli.app import app
 
+from ubdiff_onnx.cli import inversion_cmd
+
+app.add_typer(inversion_cmd.app, name="inversion", help="Train and test the judge (OpenFWI's InversionNet) that `evaluate --judge` uses.")
+
 try:
     from ubdiff_onnx.cli import data_cmd
 

@@ -41,6 +41,37 @@ def _f(x: Optional[float], digits: int = 4) -> str:
     return f"{x:.{digits}g}"
 
 
+def judge_markdown(report: dict[str, Any], nm: dict[str, str]) -> list[str]:
+    """The judge's section: pairwise SSIM beside the real ceiling, per-modality Fréchet beside the floor."""
+    L = ["## The judge: pairwise SSIM and per-modality Fréchet distances", ""]
+    jd = report.get("judge")
+    if not jd:
+        L += ["Skipped: no `--judge`. Train one on real pairs the diffusion model did not see "
+              "(`ubdiff-onnx inversion train DATA JUDGE_DIR`, docs/evaluate.md) and pass `--judge JUDGE_DIR`.", ""]
+        return L
+    j = jd["judge"]
+    cfg = j["config"]
+    L.append(f"Judge `{j['path']}`: InversionNet width {cfg['width']:g}, every {cfg['time_decimation']} time sample(s), {j['parameters']:,} parameters, "
+             f"trained on {', '.join('`' + d['path'] + '`' for d in j['trained_on'])}; none of it comes from the model being judged. "
+             f"Pairwise SSIM = SSIM (OpenFWI convention: pytorch_ssim, zero-padded borders) between judge(seismic) and the velocity of the same pair. "
+             f"Fréchet distances in the judge's seismic bottleneck ({jd['frechet']['seismic']['feature_dim']}-dim) and in its real-map velocity "
+             f"auto-encoder's bottleneck ({jd['frechet']['velocity']['feature_dim']}-dim), {jd['frechet_count']} vs {jd['frechet_count']} samples; "
+             f"the floor compares two disjoint sets of real pairs of that size.")
+    L.append("")
+    L.append("| set | pairwise SSIM (OpenFWI) | ÷ real ceiling | Fréchet seismic | ÷ floor | Fréchet velocity | ÷ floor |")
+    L.append("|---|---|---|---|---|---|---|")
+    ps, fs, fv = jd["pairwise_ssim"], jd["frechet"]["seismic"], jd["frechet"]["velocity"]
+    L.append(f"| real pairs ({jd['n_real']}; ceiling / floor) | {_f(ps['real_ceiling']['mean'])} | 1 | {_f(fs['real_floor'])} | 1 | {_f(fv['real_floor'])} | 1 |")
+    for key in ("bundle", "reference"):
+        if key not in ps:
+            continue
+        ratio = (jd.get("pairwise_ssim_over_ceiling") or {}).get(key)
+        L.append(f"| {nm[key]} | {_f(ps[key]['mean'])} | {_f(ratio, 3)} | {_f(fs.get(key))} | {_f(fs.get(key + '_over_floor'), 3)} | "
+                 f"{_f(fv.get(key))} | {_f(fv.get(key + '_over_floor'), 3)} |")
+    L.append("")
+    return L
+
+
 def markdown(report: dict[str, Any]) -> str:
     opts, nm = report["options"], names(report)
     L: list[str] = []
@@ -69,7 +100,7 @@ def markdown(report: dict[str, Any]) -> str:
     if fid is None:
         L.append("Skipped: no `--reference` bundle.")
     else:
-        rows = [("velocity MAE (m/s)", "velocity_mae"), ("velocity SSIM (maps scaled to [0, 1] by {:g}–{:g} m/s)".format(*opts["velocity_ssim_range_ms"]), "velocity_ssim"),
+        rows = [("velocity MAE (m/s)", "velocity_mae"), ("velocity SSIM, valid region (maps scaled to [0, 1] by {:g}–{:g} m/s)".format(*opts["velocity_ssim_range_ms"]), "velocity_ssim"),
                 ("seismic relative L2", "seismic_rel_l2"), ("seismic correlation", "seismic_corr"), ("seismic relative L2, log amplitude", "seismic_rel_l2_log")]
         L.append(f"{nm['bundle']} against {nm['reference']}:")
         L.append("")
@@ -82,12 +113,14 @@ def markdown(report: dict[str, Any]) -> str:
         n_show = min(16, opts["num_samples"])
         L.append(f"Per sample (first {n_show}; all in evaluate.json):")
         L.append("")
-        L.append("| sample | MAE (m/s) | SSIM | seismic rel L2 | seismic corr |")
+        L.append("| sample | MAE (m/s) | SSIM (valid region) | seismic rel L2 | seismic corr |")
         L.append("|---|---|---|---|---|")
         for i in range(n_show):
             L.append(f"| {i} | {_f(fid['velocity_mae']['per_sample'][i])} | {_f(fid['velocity_ssim']['per_sample'][i])} | "
                      f"{_f(fid['seismic_rel_l2']['per_sample'][i])} | {_f(fid['seismic_corr']['per_sample'][i])} |")
     L.append("")
+
+    L.extend(judge_markdown(report, nm))
 
     L.append("## Distribution")
     L.append("")

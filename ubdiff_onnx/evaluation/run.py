@@ -51,6 +51,7 @@ class EvalInputs:
     data: Path
     reference: Optional[Path] = None
     checkpoint: Optional[Path] = None
+    judge: Optional[Path] = None
 
 
 class ProgressHook(Protocol):
@@ -71,6 +72,9 @@ class _Side:
     physics: dict = field(default_factory=lambda: {"rel_l2": [], "corr": [], "rel_l2_log": []})
     panel_velocity: list = field(default_factory=list)
     panel_seismic: list = field(default_factory=list)
+    pairwise_ssim: list = field(default_factory=list)      # judge(seismic) vs velocity, OpenFWI SSIM, per sample
+    seismic_features: list = field(default_factory=list)   # judge bottleneck
+    velocity_features: list = field(default_factory=list)  # judge's real-map auto-encoder bottleneck
     physics_panel: Optional[tuple[np.ndarray, np.ndarray]] = None  # (generated, simulated) of sample 0
 
     def add_physics(self, vel: np.ndarray, seis: np.ndarray) -> None:
@@ -79,6 +83,16 @@ class _Side:
             self.physics[k].extend(v.tolist())
         if self.physics_panel is None:
             self.physics_panel = (seis[0].copy(), sim[0].copy())
+
+    def add_judge(self, judge, vel: np.ndarray, seis: np.ndarray) -> None:
+        """Pairwise SSIM and both feature sets of one batch of pairs (velocity m/s, seismic amplitudes)."""
+        from ubdiff_onnx.evaluation.fidelity import velocity_ssim_openfwi
+
+        pred, sfeat = judge.invert(seis)
+        lo, hi = judge.constants.label_min, judge.constants.label_max
+        self.pairwise_ssim.extend(velocity_ssim_openfwi(judge.to_ms(pred), vel, lo, hi).tolist())
+        self.seismic_features.append(sfeat)
+        self.velocity_features.append(judge.velocity_features(vel))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -135,6 +149,13 @@ def pick_real(n_data: int, opts: EvalOptions) -> tuple[np.ndarray, np.ndarray]:
     return dist, phys
 
 
+def pick_real_for_judge(n_data: int, opts: EvalOptions) -> np.ndarray:
+    """Up to 2N real pairs for the judge: two disjoint halves A and B of m = min(N, n/2) pairs each
+    give the real-vs-real Fréchet floor at the generated sample count; all of them give the ceiling."""
+    perm = np.random.default_rng([opts.seed, 7]).permutation(n_data)
+    return perm[: min(2 * opts.num_samples, n_data)]
+
+
 def _versions() -> dict[str, Optional[str]]:
     out = {}
     for name in ("ubdiff-onnx", "onnxruntime", "numpy", "torch", "deepwave"):
@@ -163,6 +184,8 @@ class Prepared:
     encoder: Optional[LatentEncoder]
     encoder_info: Optional[dict[str, Any]]
     notes: list[str]
+    judge: Any = None
+    judge_idx: Optional[np.ndarray] = None
 
 
 def prepare(inputs: EvalInputs, opts: EvalOptions) -> Prepared:
@@ -209,7 +232,26 @@ def prepare(inputs: EvalInputs, opts: EvalOptions) -> Prepared:
                         "config_matches_bundle": encoder.config.to_dict() == smp.manifest.data.get("config")}
         if not encoder_info["config_matches_bundle"]:
             notes.append(f"the encoder checkpoint's config differs from the bundle's ({ckpt_path}); distances are still in that encoder's latent space")
-    return Prepared(inputs, opts, smp, ref, folder, dist_idx, phys_idx, encoder, encoder_info, notes)
+    judge, judge_idx = None, None
+    if inputs.judge is None:
+        notes.append("no --judge: pairwise SSIM and the independent per-modality Fréchet distances are skipped; train a judge on real pairs "
+                     "the diffusion model did not see with `ubdiff-onnx inversion train DATA JUDGE_DIR` and pass --judge JUDGE_DIR (docs/evaluate.md)")
+    else:
+        from ubdiff_onnx.evaluation.judge import Judge, data_fingerprint, same_data
+
+        judge = Judge(inputs.judge, threads=opts.threads or 1)  # one torch thread beside the onnxruntime sessions, as the encoder
+        constants = {"name": smp.manifest.normalization.get("name"), **smp.norm.to_dict()}
+        judge.check_compatible(constants, (5, 1000, 70), (1, 70, 70), f"--bundle {inputs.bundle}")
+        if not judge.complete:
+            notes.append(f"--judge {judge.path}: its training did not finish (resume it with `ubdiff-onnx inversion train ... --resume`)")
+        fp = data_fingerprint(Path(inputs.data), len(folder))
+        if any(same_data(fp, d) for d in judge.data):
+            notes.append(f"--data {inputs.data} is data the judge was trained on: the real-pair ceiling is optimistic; pass held-out pairs (`data synth` with another seed)")
+        judge_idx = pick_real_for_judge(len(folder), opts)
+        if len(judge_idx) < 2 * opts.num_samples:
+            notes.append(f"--data has {len(folder)} pairs: the real-vs-real Fréchet floors compare {len(judge_idx) // 2} vs {len(judge_idx) // 2} pairs and "
+                         f"the generated side uses its first {len(judge_idx) // 2} samples (equal counts need {2 * opts.num_samples} real pairs)")
+    return Prepared(inputs, opts, smp, ref, folder, dist_idx, phys_idx, encoder, encoder_info, notes, judge, judge_idx)
 
 
 def run_evaluation(prep: Prepared, progress: Optional[ProgressHook] = None, command: str = "ubdiff-onnx evaluate") -> dict[str, Any]:
@@ -240,6 +282,8 @@ def run_evaluation(prep: Prepared, progress: Optional[ProgressHook] = None, comm
             main.panel_velocity.append(batch.velocity[:keep])
             main.panel_seismic.append(batch.seismic[:keep])
         main.add_physics(batch.velocity, batch.seismic)
+        if prep.judge is not None:
+            main.add_judge(prep.judge, batch.velocity, batch.seismic)
         phys_tick(len(batch.indices))
         if rbatch is not None:
             for k, v in compare_samples(batch.velocity, batch.seismic, rbatch.velocity, rbatch.seismic, norm.label_min, norm.label_max).items():
@@ -249,6 +293,8 @@ def run_evaluation(prep: Prepared, progress: Optional[ProgressHook] = None, comm
                 other.panel_velocity.append(rbatch.velocity[:keep])
                 other.panel_seismic.append(rbatch.seismic[:keep])
             other.add_physics(rbatch.velocity, rbatch.seismic)
+            if prep.judge is not None:
+                other.add_judge(prep.judge, rbatch.velocity, rbatch.seismic)
             phys_tick(len(rbatch.indices))
 
     # -- physics of real pairs ---------------------------------------------------------------
@@ -259,6 +305,9 @@ def run_evaluation(prep: Prepared, progress: Optional[ProgressHook] = None, comm
         seis = np.stack([folder.seismic(int(i)) for i in idx])
         real.add_physics(vel, seis)
         phys_tick(len(idx))
+
+    # -- the judge: real ceiling, floors, per-modality Fréchet distances -----------------------------
+    judged = judge_section(prep, main, other, progress) if prep.judge is not None else None
 
     # -- distribution ------------------------------------------------------------------------
     real_vel = np.stack([folder.velocity(int(i)) for i in dist_idx])
@@ -317,6 +366,7 @@ def run_evaluation(prep: Prepared, progress: Optional[ProgressHook] = None, comm
         "fidelity": {k: summarize(v) for k, v in fidelity.items()} if fidelity else None,
         "distribution": {"frechet": frechet, "velocity": velocity_stats, "velocity_w1_to_real_ms": w1},
         "physics": physics,
+        "judge": judged,
         "notes": notes,
     }
     report["targets"] = targets(report)
@@ -328,6 +378,41 @@ def run_evaluation(prep: Prepared, progress: Optional[ProgressHook] = None, comm
         "latents": latents,
     }
     return report
+
+
+def judge_section(prep: Prepared, main: _Side, other: Optional[_Side], progress: ProgressHook) -> dict[str, Any]:
+    """Pairwise SSIM (generated and real), and per-modality Fréchet distances next to their floors."""
+    from ubdiff_onnx.evaluation.fidelity import summarize as _summ
+
+    judge, idx, folder, bs = prep.judge, prep.judge_idx, prep.folder, prep.opts.batch_size
+    real = _Side("real")
+    tick = progress.task("judge on real pairs", len(idx))
+    for start in range(0, len(idx), bs):
+        sel = idx[start : start + bs]
+        real.add_judge(judge, np.stack([folder.velocity(int(i)) for i in sel]), np.stack([folder.seismic(int(i)) for i in sel]))
+        tick(len(sel))
+    m = len(idx) // 2
+    out: dict[str, Any] = {"judge": judge.summary(), "n_generated": len(main.pairwise_ssim), "n_real": int(len(idx)), "frechet_count": m,
+                           "pairwise_ssim": {"real_ceiling": _summ(real.pairwise_ssim), "bundle": _summ(main.pairwise_ssim)}, "frechet": {}}
+    if other is not None:
+        out["pairwise_ssim"]["reference"] = _summ(other.pairwise_ssim)
+    for modality, attr in (("seismic", "seismic_features"), ("velocity", "velocity_features")):
+        r = np.concatenate(getattr(real, attr))
+        a, b = r[:m], r[m : 2 * m]
+        entry: dict[str, Any] = {"real_floor": frechet_from_features(b, a) if m >= 2 else None,
+                                 "bundle": frechet_from_features(np.concatenate(getattr(main, attr))[:m], a) if m >= 2 else None}
+        if other is not None:
+            entry["reference"] = frechet_from_features(np.concatenate(getattr(other, attr))[:m], a) if m >= 2 else None
+        entry["feature_dim"] = int(r.shape[1])
+        if entry["real_floor"]:
+            entry["bundle_over_floor"] = entry["bundle"] / entry["real_floor"]
+            if other is not None:
+                entry["reference_over_floor"] = entry["reference"] / entry["real_floor"]
+        out["frechet"][modality] = entry
+    ceiling = out["pairwise_ssim"]["real_ceiling"]["mean"]
+    if ceiling:
+        out["pairwise_ssim_over_ceiling"] = {k: v["mean"] / ceiling for k, v in out["pairwise_ssim"].items() if k != "real_ceiling" and v["mean"] is not None}
+    return out
 
 
 def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
