@@ -1,4 +1,4 @@
-"""``ubdiff-onnx quickstart``: the whole mission on the embedded dataset, as six resumable steps.
+"""``ubdiff-onnx quickstart``: the whole mission on the embedded dataset, as seven resumable steps.
 
 Each step runs one ``ubdiff-onnx`` command in its own process — exactly what a user would type —
 with its output in ``OUT/logs/<step>.log``. Separate processes keep the torch-free steps torch-free
@@ -39,11 +39,16 @@ class QuickstartConfig:
     bench_rounds: int = 3
     bench_threads: str = "1,2"
     eval_samples: int = 32
+    judge_samples: int = 1024              # fresh pairs for the judge (not the diffusion model's training set)
+    heldout_samples: int = 256             # pairs no training saw: the judge's ceiling, the Fréchet floors, physics of real pairs
+    judge_epochs: int = 8
+    judge_steps: int | None = None
     seed: int = 0
 
     @classmethod
     def smoke(cls) -> "QuickstartConfig":
-        return cls(data_samples=16, train_steps=3, train_epochs=1, sample_count=2, sample_steps=4, ddim_steps=4, bench_repeat=2, bench_rounds=1, bench_threads="1", eval_samples=3)
+        return cls(data_samples=16, train_steps=3, train_epochs=1, sample_count=2, sample_steps=4, ddim_steps=4, bench_repeat=2, bench_rounds=1, bench_threads="1", eval_samples=3,
+                   judge_samples=12, heldout_samples=6, judge_epochs=1, judge_steps=2)
 
 
 @dataclass
@@ -114,7 +119,7 @@ class Quickstart:
             raise UserError(f"quickstart step {step!r} failed (`ubdiff-onnx {args[0]}` exit {proc.returncode}): {last[0].strip()} — full log: {log}")
 
 
-# -- the six steps ---------------------------------------------------------------------------
+# -- the seven steps -------------------------------------------------------------------------
 def _data(q: Quickstart) -> list[str]:
     if q.user_data is not None:
         path = q.user_data
@@ -183,11 +188,37 @@ def _bench(q: Quickstart) -> list[str]:
     return [str(q.out / "bench" / "bench.json")]
 
 
+JUDGE_DATA_SEED = 20250302   # seeds no other data of the quickstart uses (the embedded set is 20250301)
+HELDOUT_SEED = 20250303
+
+
+def _judge(q: Quickstart) -> list[str]:
+    """Fresh synthetic pairs → the judge (OpenFWI's InversionNet, CPU size) → tested on held-out pairs."""
+    family = "curvefault-a"
+    if q.user_data is not None:
+        from ubdiff_onnx.data.synth import read_metadata
+
+        family = (read_metadata(q.user_data) or {}).get("family") or family
+    jdata, held, judge = q.out / "judge-data", q.out / "heldout-data", q.out / "judge"
+    for folder, n, seed in ((jdata, q.cfg.judge_samples, JUDGE_DATA_SEED), (held, q.cfg.heldout_samples, HELDOUT_SEED)):
+        if not (folder / "synth.json").exists():
+            q.cli("judge", "data", "synth", folder, "--family", family, "--samples", str(n), "--seed", str(seed), "--overwrite")
+    args: list[str | Path] = ["inversion", "train", jdata, judge, "--epochs", str(q.cfg.judge_epochs), "--seed", str(q.cfg.seed), "--no-progress"]
+    if q.cfg.judge_steps:
+        args += ["--steps", str(q.cfg.judge_steps)]
+    args.append("--resume" if (judge / "judge.pt").exists() and not q.force else "--overwrite")
+    q.cli("judge", *args)
+    q.cli("judge", "inversion", "test", judge, held, "--out", judge / "heldout-test.json")
+    q.state["judge_data"] = {"judge_data": str(jdata), "heldout": str(held)}
+    return [str(judge / "judge.pt"), str(judge / "heldout-test.json")]
+
+
 def _evaluate(q: Quickstart) -> list[str]:
     outputs = []
+    held = q.out / "heldout-data"
     for bundle, reference, out in (("qdq", "fp32-qat", "evaluation"), ("qdq-ptq", "fp32", "evaluation-ptq")):
         q.cli("evaluate", "evaluate", "--bundle", q.bundle(bundle), "--reference", q.bundle(reference), "--checkpoint", _float_checkpoint(q),
-              "--data", q.data_dir, "--num-samples", str(q.cfg.eval_samples), "--sampler", q.cfg.sampler, "--steps", str(q.cfg.sample_steps), "--seed", str(q.cfg.seed),
+              "--judge", q.out / "judge", "--data", held, "--num-samples", str(q.cfg.eval_samples), "--sampler", q.cfg.sampler, "--steps", str(q.cfg.sample_steps), "--seed", str(q.cfg.seed),
               "--out", q.out / out)
         outputs.append(str(q.out / out / "evaluate.json"))
     return outputs
@@ -199,7 +230,8 @@ STEPS = [
     Step("export", "export FP32, INT8 QDQ (QAT scales, and PTQ) and TorchScript bundles", 110, _export),
     Step("sample", "sample from the INT8 bundle with the pure onnxruntime runtime", 20, _sample),
     Step("bench", "benchmark onnxruntime vs TorchScript, FP32 vs INT8", 120, _bench),
-    Step("evaluate", "evaluate INT8 (QAT and PTQ) against FP32 (fidelity, distribution, physics)", 50, _evaluate),
+    Step("judge", "make fresh and held-out pairs, train the judge (InversionNet) on the fresh ones, test it on the held-out ones", 420, _judge),
+    Step("evaluate", "evaluate INT8 (QAT and PTQ) against FP32 and against held-out real pairs (judge, distribution, physics)", 60, _evaluate),
 ]
 
 

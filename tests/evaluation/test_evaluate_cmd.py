@@ -132,9 +132,10 @@ def test_judge_adds_pairwise_ssim_and_per_modality_frechet(tiny_qdq_bundle, tiny
 
 def test_without_judge_the_report_says_how_to_get_one(tiny_fp32_bundle, small_dataset, tmp_path):
     out = tmp_path / "report"
-    result = _evaluate("--bundle", tiny_fp32_bundle, "--data", small_dataset, "--num-samples", 2, "--out", out)
+    result = _evaluate("--bundle", tiny_fp32_bundle, "--data", small_dataset, "--num-samples", 2, "--out", out, "--no-physics")
     rep = json.loads((out / "evaluate.json").read_text())
     assert rep["judge"] is None
+    assert rep["physics"] is None and not (out / "physics.png").exists() and "Skipped (`--no-physics`)" in (out / "evaluate.md").read_text()
     assert "inversion train" in (out / "evaluate.md").read_text() and "inversion train" in result.stderr
 
 

@@ -44,6 +44,7 @@ def evaluate(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Samples denoised and decoded together.")] = 8,
     panels: Annotated[int, typer.Option("--panels", min=1, help="Samples shown side by side in samples.png.")] = 4,
     threads: ThreadsOpt = 0,
+    physics: Annotated[bool, typer.Option("--physics/--no-physics", help="Forward-model every pair (physics consistency; ~0.07 s a pair, the slowest part).")] = True,
     out: Annotated[Path, typer.Option("--out", help="Report folder: evaluate.json, evaluate.md, samples.png, physics.png, distribution.png.")] = Path("eval-report"),
     check: Annotated[bool, typer.Option("--check", help="Exit with status 1 when a measured target of issue 7 is missed.")] = False,
 ) -> None:
@@ -64,7 +65,7 @@ def evaluate(
 
         data = embedded_dataset()
     command = "ubdiff-onnx " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["evaluate"] else "ubdiff-onnx evaluate"
-    opts = EvalOptions(num_samples=num_samples, steps=steps, sampler=sampler, spacing=timestep_spacing, clip_x0=clip_x0, seed=seed, batch_size=batch_size, num_real=num_real, threads=threads, panels=min(panels, num_samples))
+    opts = EvalOptions(num_samples=num_samples, steps=steps, sampler=sampler, spacing=timestep_spacing, clip_x0=clip_x0, seed=seed, batch_size=batch_size, num_real=num_real, threads=threads, panels=min(panels, num_samples), physics=physics)
     prep = prepare(EvalInputs(bundle=bundle, data=data, reference=reference, checkpoint=checkpoint, judge=judge), opts)  # bad input fails here, fast
     with Progress(TextColumn("[bold]{task.description}[/]"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console) as bar:
         report = run_evaluation(prep, _RichProgress(bar), command=command)
@@ -88,8 +89,9 @@ def evaluate(
             if e["bundle"] is not None:
                 ref_part = f", reference {e['reference']:.4g}" if e.get("reference") is not None else ""
                 console.print(f"judge: Fréchet {mod} bundle {e['bundle']:.4g}{ref_part}; real vs real (floor) {e['real_floor']:.4g} ({jd['frechet_count']} vs {jd['frechet_count']})")
-    line = ", ".join(f"{k} {phys[k]['rel_l2']['mean']:.4g}" for k in ("bundle", "reference", "real") if k in phys)
-    console.print(f"physics rel L2: {line}")
+    if phys:
+        line = ", ".join(f"{k} {phys[k]['rel_l2']['mean']:.4g}" for k in ("bundle", "reference", "real") if k in phys)
+        console.print(f"physics rel L2: {line}")
     for note in report["notes"]:
         console.print(f"[yellow]note:[/] {note}")
     missed = [t for t in report["targets"] if t["met"] is False]

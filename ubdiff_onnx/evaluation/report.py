@@ -157,11 +157,14 @@ def markdown(report: dict[str, Any]) -> str:
 
     L.append("## Physics consistency")
     L.append("")
-    L.append("Each velocity map forward-modelled (OpenFWI's acoustic scheme, deepwave) and compared with its seismic record:")
-    L.append("")
-    L.append("| pairs | n | rel L2 (mean) | rel L2 (median) | correlation (mean) | rel L2, log amplitude (mean) |")
-    L.append("|---|---|---|---|---|---|")
-    for key in ("bundle", "reference", "real"):
+    if report["physics"] is None:
+        L.append("Skipped (`--no-physics`).")
+    else:
+        L.append("Each velocity map forward-modelled (OpenFWI's acoustic scheme, deepwave) and compared with its seismic record:")
+        L.append("")
+        L.append("| pairs | n | rel L2 (mean) | rel L2 (median) | correlation (mean) | rel L2, log amplitude (mean) |")
+        L.append("|---|---|---|---|---|---|")
+    for key in ("bundle", "reference", "real") if report["physics"] is not None else ():
         p = report["physics"].get(key)
         if p is None:
             continue
@@ -172,8 +175,9 @@ def markdown(report: dict[str, Any]) -> str:
     L.append("")
     L.append("![samples](samples.png)")
     L.append("")
-    L.append("![physics](physics.png)")
-    L.append("")
+    if report["physics"] is not None:
+        L.append("![physics](physics.png)")
+        L.append("")
     L.append("![distribution](distribution.png)")
     L.append("")
     if report["notes"]:
@@ -318,6 +322,9 @@ def write_report(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     atomic_write_bytes(paths["json"], (json.dumps(public(report), indent=1) + "\n").encode())
     atomic_write_bytes(paths["markdown"], markdown(report).encode())
     samples_png(report, paths["samples"])
-    physics_png(report, paths["physics"])
+    if report["physics"] is not None:
+        physics_png(report, paths["physics"])
+    else:
+        del paths["physics"]
     distribution_png(report, paths["distribution"])
     return paths
