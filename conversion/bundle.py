@@ -16,14 +16,13 @@ from ubdiff_onnx.checkpoints.format import Checkpoint, build_model, load_checkpo
 from ubdiff_onnx.conversion.quantize import QuantizationConfig
 from ubdiff_onnx.conversion.staging import check_output_dir, staged_dir
 from ubdiff_onnx.errors import UserError
-from ubdiff_onnx.runtime.manifest import write_manifest
+from ubdiff_onnx.runtime.manifest import EXCLUDED_ONNXRUNTIME, MIN_ONNXRUNTIME, write_manifest
 from ubdiff_onnx.runtime.normalization import NormConstants, resolve_constants
 from ubdiff_onnx.runtime.schedule import make_schedule
 
 FORMATS = ("fp32", "qdq", "torchscript")
 WEIGHTS = {"fp32": ("fp32",), "qdq": ("int8", "int4"), "torchscript": ("fp32", "int8")}
 """Weight precisions each format offers; the first is the default."""
-MIN_ONNXRUNTIME = "1.22.0"  # 1.21.0 crashes with "Illegal instruction" on a Pi 4
 
 
 @dataclass
@@ -61,6 +60,7 @@ def manifest_data(ckpt: Checkpoint, precision: str, components: dict[str, Any], 
         },
         "dataset": dataset,
         "min_onnxruntime": MIN_ONNXRUNTIME,
+        "excluded_onnxruntime": sorted(EXCLUDED_ONNXRUNTIME),
         "weights": {"use_ema": use_ema, "source": ckpt.meta.get("imported_from") or ckpt.meta.get("run_dir")},
         "exported_on": {"python": platform.python_version(), "machine": platform.machine()},
         "components": components,

@@ -20,9 +20,40 @@ BUNDLE_FORMAT_VERSION = 1
 COMPONENTS = ("unet", "velocity_decoder", "seismic_decoder")
 PRECISIONS = ("fp32", "qdq", "int4", "torchscript", "torchscript-int8")
 
+# The onnxruntime range the runtime runs FP32 and INT8 bundles on, measured on the emulated Pi 4 and
+# Pi 5 (docs/runtime.md, "Python and onnxruntime versions"). The floor is the newest onnxruntime
+# with a CPython 3.9 aarch64 wheel, so Raspberry Pi OS Bullseye (Python 3.9) can sample. Export
+# records both in every manifest; pyproject.toml's dependency says the same (a test keeps them equal).
+MIN_ONNXRUNTIME = "1.19.2"
+EXCLUDED_ONNXRUNTIME = {
+    "1.21.0": 'its aarch64 wheel dies with "Illegal instruction" at import on a Raspberry Pi 4 (Cortex-A72; '
+              "microsoft/onnxruntime#23957; 1.21.1 runs there)",
+}
+
 
 class BundleError(Exception):
     """A bundle that cannot be used; the message is one line naming the file and the problem."""
+
+
+def version_tuple(v: str) -> tuple[int, ...]:
+    """``"1.19.2"`` → (1, 19, 2); local/dev suffixes ignored ("1.22.0+cpu" → (1, 22, 0))."""
+    return tuple(int("".join(ch for ch in part if ch.isdigit()) or 0) for part in v.split("+")[0].split(".")[:3])
+
+
+def onnxruntime_problem(version: str, data: dict[str, Any]) -> str | None:
+    """Why onnxruntime ``version`` cannot run the bundle whose manifest is ``data``, or None.
+
+    Refused: a version below the bundle's ``min_onnxruntime``, and the versions the bundle's
+    ``excluded_onnxruntime`` or this runtime's :data:`EXCLUDED_ONNXRUNTIME` name (bundles exported
+    before the exclusion list existed record a floor above them). Nothing else."""
+    need = data.get("min_onnxruntime")
+    if need and version_tuple(version) < version_tuple(need):
+        return f"needs onnxruntime >= {need}, this is {version}; pip install -U onnxruntime"
+    excluded = {**{v: "the bundle excludes it" for v in data.get("excluded_onnxruntime", ())}, **EXCLUDED_ONNXRUNTIME}
+    for bad, why in excluded.items():
+        if version_tuple(version) == version_tuple(bad):
+            return f"onnxruntime {version} is excluded ({why}); pip install -U onnxruntime"
+    return None
 
 
 def sha256_file(path: Path, chunk: int = 1 << 22) -> str:

@@ -99,16 +99,35 @@ def _describe(value: Any) -> str:
     return json.dumps(value, sort_keys=True) if isinstance(value, dict) else str(value)
 
 
+def check_output(out: Path, record: dict) -> None:
+    """Refuse ``out`` if it cannot take this run (not a folder, another run's generation.json, foreign
+    content) without writing anything, so that every refusal before the first sample leaves the folder
+    as it was."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: exists and is not a folder")
+    if (out / GENERATION_JSON).exists():
+        _check_record(out, record)
+    elif out.is_dir():
+        _refuse_foreign_content(out)
+
+
 def open_output(out: Path, record: dict) -> None:
     """Create ``out`` with its generation.json, or check that an existing one describes this run."""
     out = Path(out)
     path = out / GENERATION_JSON
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out}: exists and is not a folder")
+    check_output(out, record)
     out.mkdir(parents=True, exist_ok=True)
     if not path.exists():
         _refuse_foreign_content(out)
         _create_once(path, json.dumps(record, indent=1) + "\n")
+    _check_record(out, record)  # another shard may have written it first
+    for sub in (SEISMIC_DIR, VELOCITY_DIR):
+        (out / sub).mkdir(exist_ok=True)
+
+
+def _check_record(out: Path, record: dict) -> None:
+    path = out / GENERATION_JSON
     try:
         have = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -122,8 +141,6 @@ def open_output(out: Path, record: dict) -> None:
                 f"--out {out}: made with another {what} ({_describe(_get(have, key))}, this run: {_describe(_get(record, key))}); "
                 "re-run with the folder's settings to resume, or use a new --out"
             )
-    for sub in (SEISMIC_DIR, VELOCITY_DIR):
-        (out / sub).mkdir(exist_ok=True)
 
 
 def _refuse_foreign_content(out: Path) -> None:
@@ -206,8 +223,13 @@ def remove_stale_temporaries(out: Path, files: Iterable[FileSpec]) -> int:
 
 
 def check_free_space(out: Path, need: int) -> int:
-    """Refuse to start when the file system of ``out`` has less than ``need`` bytes free; return the free bytes."""
-    free = shutil.disk_usage(out).free
+    """Refuse to start when the file system of ``out`` has less than ``need`` bytes free; return the free bytes.
+    ``out`` need not exist yet (its nearest existing parent is measured): the check comes before
+    anything is created, so that a refused run leaves nothing behind."""
+    where = Path(out).absolute()
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    free = shutil.disk_usage(where).free
     if free < need:
         raise UserError(f"--out {out}: this run writes {format_bytes(need)} but its file system has {format_bytes(free)} free")
     return free

@@ -16,15 +16,11 @@ import numpy as np
 import onnxruntime as ort
 
 from ubdiff_onnx.runtime.backends import load_components
-from ubdiff_onnx.runtime.manifest import BundleError, Manifest, read_manifest
+from ubdiff_onnx.runtime.manifest import BundleError, Manifest, onnxruntime_problem, read_manifest
 from ubdiff_onnx.runtime.normalization import NormConstants, denormalize_seismic, denormalize_velocity
 from ubdiff_onnx.runtime.multistep import DEFAULT_SAMPLER, DEFAULT_SPACING, ODE_SOLVERS, check_sampler_options, default_steps
 from ubdiff_onnx.runtime.schedule import ScheduleTables, make_schedule, schedule_tables
 from ubdiff_onnx.runtime.schedulers import DDIMScheduler, DDPMScheduler
-
-
-def _version_tuple(v: str) -> tuple[int, ...]:
-    return tuple(int("".join(ch for ch in part if ch.isdigit()) or 0) for part in v.split(".")[:3])
 
 
 def tables_from_manifest(man: Manifest) -> ScheduleTables:
@@ -56,9 +52,9 @@ class BundleSampler:
 
     def __init__(self, bundle_dir: Path, threads: int = 0, verify: bool = True, runtime: str = "onnxruntime") -> None:
         self.manifest = read_manifest(bundle_dir)
-        need = self.manifest.data.get("min_onnxruntime")
-        if runtime == "onnxruntime" and need and _version_tuple(ort.__version__) < _version_tuple(need):
-            raise BundleError(f"{bundle_dir}: needs onnxruntime >= {need}, this is {ort.__version__}; pip install -U onnxruntime")
+        problem = onnxruntime_problem(ort.__version__, self.manifest.data) if runtime == "onnxruntime" else None
+        if problem:
+            raise BundleError(f"{bundle_dir}: {problem}")
         if verify:
             self.manifest.verify_files()
         self.tables = tables_from_manifest(self.manifest)

@@ -13,6 +13,9 @@
 #   * qemu-aarch64-static is cut out of Debian's qemu-user-static amd64 .deb into DEST/bin;
 #   * the aarch64 wheels of onnxruntime (the host's version) and numpy (the host's version) are
 #     installed into DEST/site by the HOST pip with --platform/--target (nothing runs emulated);
+#   * the oldest onnxruntime the runtime supports (MIN_ONNXRUNTIME in runtime/manifest.py) goes into
+#     DEST/site-floor, without its dependencies (numpy comes from DEST/site; coloredlogs, flatbuffers,
+#     protobuf, sympy and packaging are not needed to import it and run a session): ~12 MB, ~5 s;
 #   * per-profile prefixes DEST/prefix-{pi4,pi5} (symlinks to the sysroot + a fake ARM /proc/cpuinfo:
 #     without it onnxruntime's CPU detection parses the host's x86 /proc/cpuinfo and segfaults);
 #   * DEST/overlay/ubdiff_onnx: the installed package layout of THIS checkout, made of symlinks
@@ -22,6 +25,7 @@
 #     like a Pi 4) or pi5 (cortex-a76: dotprod, like a Pi 5). Always a named CPU: QEMU's default
 #     "max" CPU has SVE/i8mm, so onnxruntime would pick INT8 kernels no Pi has.
 #     ARM_PYTHONPATH=... is put in front of the wrapper's own PYTHONPATH (site + overlay).
+#     ARM_ONNXRUNTIME=host (default: DEST/site's version) or floor (DEST/site-floor in front).
 #
 # DEST: $1, else $UBDIFF_ARM_ENV, else ${UBDIFF_ONNX_CACHE:-${XDG_CACHE_HOME:-~/.cache}/ubdiff-onnx}/arm-env.
 # Idempotent (and serialised by a lock in DEST): a rerun reuses what is there (and reinstalls the wheels if the host's onnxruntime or
@@ -30,8 +34,9 @@
 # index configured for the host pip). On failure the reason is written to DEST/SETUP_FAILED (the
 # test shows it as its skip reason) and the exit status is non-zero; on success DEST/READY is written.
 # Env knobs: PY_HOST (python whose pip installs the wheels; default python3), ORT_SPEC / NUMPY_SPEC
-# (pip requirement specs; default: the host's versions), UBDIFF_ARM_SELFTEST=0 (skip the final
-# import check under both profiles, ~10 s).
+# (pip requirement specs; default: the host's versions), ORT_FLOOR_SPEC (default
+# onnxruntime==MIN_ONNXRUNTIME of this checkout), UBDIFF_ARM_SELFTEST=0 (skip the final import check
+# under both profiles, ~15 s).
 set -Eeuo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
@@ -62,6 +67,11 @@ done
 host_version() { "$PY_HOST" -c "import $1; print($1.__version__)" 2>/dev/null || true; }
 if [ -z "${ORT_SPEC:-}" ]; then v=$(host_version onnxruntime); ORT_SPEC=onnxruntime${v:+==$v}; fi
 if [ -z "${NUMPY_SPEC:-}" ]; then v=$(host_version numpy); NUMPY_SPEC=numpy${v:+==$v}; fi
+if [ -z "${ORT_FLOOR_SPEC:-}" ]; then
+  v=$(sed -n 's/^MIN_ONNXRUNTIME = "\([0-9.]*\)".*/\1/p' "$REPO/runtime/manifest.py")
+  [ -n "$v" ] || fail "no MIN_ONNXRUNTIME = \"X.Y.Z\" line in $REPO/runtime/manifest.py (set ORT_FLOOR_SPEC)"
+  ORT_FLOOR_SPEC=onnxruntime==$v
+fi
 mkdir -p "$DEST/bin"
 # One setup at a time per DEST (two test sessions may both bring the environment up to date).
 if command -v flock >/dev/null; then
@@ -121,6 +131,22 @@ if [ ! -d "$DEST/site/onnxruntime" ] || [ "$(cat "$DEST/site/.specs" 2>/dev/null
   rm -rf "$DEST/site"
   mv "$DEST/site.tmp" "$DEST/site"
 fi
+STEP="pip install of the floor onnxruntime"
+if [ ! -d "$DEST/site-floor/onnxruntime" ] || [ "$(cat "$DEST/site-floor/.specs" 2>/dev/null)" != "$ORT_FLOOR_SPEC" ]; then
+  log "pip install --target site-floor --no-deps --platform $PLAT: $ORT_FLOOR_SPEC"
+  rm -rf "$DEST/site-floor.tmp"
+  if ! out=$("$PY_HOST" -m pip install -q --no-cache-dir --disable-pip-version-check --timeout 30 --retries 2 --no-deps \
+        --target "$DEST/site-floor.tmp" --platform "$PLAT" --only-binary=:all: --python-version "$PYVER" \
+        --implementation cp --abi "cp${PYVER/./}" "$ORT_FLOOR_SPEC" 2>&1); then
+    rm -rf "$DEST/site-floor.tmp"
+    fail "pip could not install the floor onnxruntime ($ORT_FLOOR_SPEC): $(grep -m1 'ERROR' <<<"$out" || tail -n1 <<<"$out")"
+  fi
+  [ -d "$DEST/site-floor.tmp/onnxruntime" ] || fail "pip install left no onnxruntime in site-floor"
+  rm -rf "$DEST/site-floor.tmp/bin"   # console scripts of the host pip's making, unused
+  echo "$ORT_FLOOR_SPEC" > "$DEST/site-floor.tmp/.specs"
+  rm -rf "$DEST/site-floor"
+  mv "$DEST/site-floor.tmp" "$DEST/site-floor"
+fi
 
 # -- 3. per-profile QEMU_LD_PREFIX dirs: symlinks to the sysroot + a fake ARM /proc/cpuinfo -----
 STEP="profiles"
@@ -174,13 +200,15 @@ cat > "$DEST/bin/arm-python.tmp" <<EOF
 #!/usr/bin/env bash
 # Emulated aarch64 python$PYVER with onnxruntime + numpy + this checkout's ubdiff_onnx (overlay).
 # ARM_PROFILE=pi4 (Cortex-A72, default) | pi5 (Cortex-A76).  ARM_PYTHONPATH: prepended to PYTHONPATH.
+# ARM_ONNXRUNTIME=host (default: the host's onnxruntime version) | floor (the oldest supported one).
 # -P: neither the current directory nor a script's directory goes on sys.path, so a checkout's
 # ubdiff_onnx/ (which lacks runtime/, qat/, conversion/) cannot shadow the overlay.
 # Written by scripts/setup_arm_env.sh; timings under emulation say nothing about a real Pi.
 p=\${ARM_PROFILE:-pi4}
 case \$p in pi4) cpu=cortex-a72;; pi5) cpu=cortex-a76;; *) echo "arm-python: ARM_PROFILE must be pi4 or pi5, got '\$p'" >&2; exit 2;; esac
+case \${ARM_ONNXRUNTIME:-host} in host) floor=;; floor) floor="$DEST/site-floor:";; *) echo "arm-python: ARM_ONNXRUNTIME must be host or floor, got '\${ARM_ONNXRUNTIME}'" >&2; exit 2;; esac
 export QEMU_LD_PREFIX="$DEST/prefix-\$p" QEMU_CPU=\$cpu PYTHONNOUSERSITE=1 PYTHONPYCACHEPREFIX="$DEST/pycache"
-export PYTHONPATH="\${ARM_PYTHONPATH:+\$ARM_PYTHONPATH:}$DEST/site:$DEST/overlay"
+export PYTHONPATH="\${ARM_PYTHONPATH:+\$ARM_PYTHONPATH:}\$floor$DEST/site:$DEST/overlay"
 unset PYTHONHOME PYTHONSTARTUP PYTHONEXECUTABLE
 exec "$QEMU" "$S/usr/bin/python$PYVER" -s -P "\$@"
 EOF
@@ -190,20 +218,21 @@ mv "$DEST/bin/arm-python.tmp" "$DEST/bin/arm-python"
 # -- 6. self-test ------------------------------------------------------------------------------
 if [ "${UBDIFF_ARM_SELFTEST:-1}" != 0 ]; then
   STEP="self-test"
-  for p in $PROFILES; do
-    out=$(ARM_PROFILE=$p "$DEST/bin/arm-python" -c '
+  for run in $PROFILES pi4:floor; do
+    p=${run%%:*}; o=host; [ "$run" = "$p" ] || o=${run#*:}
+    out=$(ARM_PROFILE=$p ARM_ONNXRUNTIME=$o "$DEST/bin/arm-python" -c '
 import ctypes, platform, sys, numpy, onnxruntime as o, ubdiff_onnx.runtime.sampler
 g = ctypes.CDLL(None).getauxval; g.restype = ctypes.c_ulong
 assert platform.machine() == "aarch64", platform.machine()
 assert "torch" not in sys.modules
 print("machine=%s python=%s onnxruntime=%s numpy=%s dotprod=%d" % (platform.machine(),
       platform.python_version(), o.__version__, numpy.__version__, g(16) >> 20 & 1))' 2>&1) \
-      || fail "self-test under ARM_PROFILE=$p failed: $(tail -n1 <<<"$out")"
-    log "arm-python[$p]: $out"
+      || fail "self-test under ARM_PROFILE=$p ARM_ONNXRUNTIME=$o failed: $(tail -n1 <<<"$out")"
+    log "arm-python[$p, $o onnxruntime]: $out"
   done
 fi
 
 rm -f "$DEST/SETUP_FAILED"
 trap - ERR
-printf 'onnxruntime_spec=%s\nnumpy_spec=%s\nrepo=%s\n' "$ORT_SPEC" "$NUMPY_SPEC" "$REPO" > "$DEST/READY"
+printf 'onnxruntime_spec=%s\nonnxruntime_floor_spec=%s\nnumpy_spec=%s\nrepo=%s\n' "$ORT_SPEC" "$ORT_FLOOR_SPEC" "$NUMPY_SPEC" "$REPO" > "$DEST/READY"
 log "ready: $DEST/bin/arm-python ($(du -sh "$DEST" | cut -f1))"

@@ -139,12 +139,20 @@ class Job:
             return {k: d[k] for k in d.files}
 
 
+ONNXRUNTIMES = ("host", "floor")  # the ARM env's onnxruntime: the host's version, or MIN_ONNXRUNTIME
+
+
 def launch(code: str, tmp_path: Path, *, profile: str | None, arm: ArmEnv | None = None,
-           args: list[str] | tuple[str, ...] = (), qemu_env: dict[str, str] | None = None) -> Job:
+           args: list[str] | tuple[str, ...] = (), qemu_env: dict[str, str] | None = None,
+           onnxruntime: str = "host") -> Job:
     """Start ``code`` under ``arm-python`` with ``ARM_PROFILE=profile``, or under this host Python
     (same environment as the tests) when ``profile`` is None. Its arrays come from :meth:`Job.result`.
-    ``qemu_env``: extra ``QEMU_*`` settings for the emulated run (e.g. ``QEMU_LOG=in_asm``)."""
-    label = profile or "x86"
+    ``qemu_env``: extra ``QEMU_*`` settings for the emulated run (e.g. ``QEMU_LOG=in_asm``).
+    ``onnxruntime``: "host" (the host's version) or "floor" (the oldest the runtime supports,
+    ``runtime/manifest.py``'s MIN_ONNXRUNTIME, from DEST/site-floor); ARM runs only."""
+    if onnxruntime not in ONNXRUNTIMES:
+        raise ValueError(f"onnxruntime must be one of {', '.join(ONNXRUNTIMES)}, got {onnxruntime!r}")
+    label = (profile or "x86") + ("" if onnxruntime == "host" else f"-{onnxruntime}")
     work = tmp_path / f"run-{label}"
     work.mkdir()
     script = work / "snippet.py"
@@ -152,19 +160,23 @@ def launch(code: str, tmp_path: Path, *, profile: str | None, arm: ArmEnv | None
     out = work / "out.npz"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ARM_", "QEMU_"))}
     if profile is None:
+        if onnxruntime != "host":
+            raise ValueError("the x86 run uses this host's onnxruntime; onnxruntime='floor' is for ARM profiles")
         argv = [sys.executable, str(script)]
     else:
         if profile not in PROFILES:
             raise ValueError(f"profile must be one of {', '.join(PROFILES)}, got {profile!r}")
         if arm is None:
             raise ValueError("an ARM profile needs the environment from ensure_env()")
+        if onnxruntime == "floor" and not (arm.dest / "site-floor" / "onnxruntime").is_dir():
+            raise ValueError(f"{arm.dest} has no site-floor: rerun scripts/setup_arm_env.sh")
         overlay = tmp_path / "overlay"
         if not overlay.exists():
             build_overlay(overlay)
         # Nothing of the host's Python settings: the wrapper sets PYTHONPATH (site + overlay) itself
         # and keeps bytecode in DEST/pycache, off the repository.
         env = {k: v for k, v in env.items() if not k.startswith("PYTHON")}
-        env.update(ARM_PROFILE=profile, ARM_PYTHONPATH=str(overlay), **(qemu_env or {}))
+        env.update(ARM_PROFILE=profile, ARM_ONNXRUNTIME=onnxruntime, ARM_PYTHONPATH=str(overlay), **(qemu_env or {}))
         argv = [str(arm.python), str(script)]
     return Job(argv + [str(out), json.dumps(list(args))], env, out, work, label)
 

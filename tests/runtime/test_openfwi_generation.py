@@ -225,14 +225,34 @@ def test_npz_layout_refuses_openfwi_options(tiny_fp32_bundle, tmp_path):
     assert "need --layout openfwi" in _error(result)
 
 
-def test_not_enough_space(tiny_fp32_bundle, tmp_path, monkeypatch):
+def tree_of(root: Path) -> dict[str, bytes | None]:
+    """Every entry under ``root``, hidden ones and folders included (folders map to None)."""
+    return {str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None) for p in sorted(root.rglob("*"))}
+
+
+def test_not_enough_space_leaves_the_folder_as_it_was(reference, tiny_fp32_bundle, tmp_path, monkeypatch):
+    """The refusal comes before anything is written: a new --out is not created, an existing empty one
+    stays empty, and a partly made one keeps exactly its files (stale temporaries included)."""
     import shutil as _shutil
 
     from ubdiff_onnx.runtime import openfwi_writer
 
     monkeypatch.setattr(openfwi_writer.shutil, "disk_usage", lambda p: _shutil._ntuple_diskusage(10**12, 10**12 - 10**6, 10**6))
-    line = _error(invoke(args(tiny_fp32_bundle, tmp_path / "full")))
+    line = _error(invoke(args(tiny_fp32_bundle, tmp_path / "new" / "full")))
     assert "this run writes 14.2 MB but its file system has 1.0 MB free" in line
+    assert not (tmp_path / "new").exists()
+
+    (tmp_path / "empty").mkdir()
+    assert "file system has 1.0 MB free" in _error(invoke(args(tiny_fp32_bundle, tmp_path / "empty")))
+    assert list((tmp_path / "empty").iterdir()) == []
+
+    partial = tmp_path / "partial"
+    _shutil.copytree(reference, partial)
+    (partial / "seismic_data" / "data3.npy").unlink()
+    (partial / "velocity_map" / ".model3.npy.123.tmp").write_bytes(b"left by a killed run")
+    before = tree_of(partial)
+    assert "file system has 1.0 MB free" in _error(invoke(args(tiny_fp32_bundle, partial)))
+    assert tree_of(partial) == before
 
 
 def test_runtime_modules_import_neither_torch_nor_ray():

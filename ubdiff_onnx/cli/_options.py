@@ -17,7 +17,7 @@ SpacingOpt = Annotated[Optional[str], typer.Option("--timestep-spacing", help=f"
 ClipX0Opt = Annotated[bool, typer.Option("--clip-x0/--no-clip-x0", help="Clip the predicted x̂0 to [-1,1] at every step, as the original DDIM does (latents are tanh outputs).")]
 
 
-def check_sampler_flags(sampler: str, steps: int | None, eta: float, spacing: str | None) -> None:
+def check_sampler_flags(sampler: str, steps: Optional[int], eta: float, spacing: Optional[str]) -> None:
     """Bad sampler flags → UserError before any bundle is loaded (``runtime.multistep``'s rules)."""
     try:
         check_sampler_options(sampler, steps, eta, spacing)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -20,7 +20,7 @@ def convert_checkpoint(
     dst: Annotated[Path, typer.Argument(help="Where to write the ubdiff-onnx checkpoint (.pt).")],
     layout: Annotated[str, typer.Option("--layout", help="Source layout: original (junhuanyang/UB-Diff) or refactor (hengyizhu/UB-Diff).")] = ...,
     use_ema: Annotated[bool, typer.Option("--use-ema", help="Use the EMA weights of the U-Net (original model-N.pt files) as the main weights.")] = False,
-    dataset: Annotated[str | None, typer.Option("--dataset", help="OpenFWI dataset the model was trained on (recorded for export's normalisation constants).")] = None,
+    dataset: Annotated[Optional[str], typer.Option("--dataset", help="OpenFWI dataset the model was trained on (recorded for export's normalisation constants).")] = None,
     trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="Allow full pickle loading (runs code from the file!) for checkpoints that need more than tensors + argparse.Namespace. Only for files you trust.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace DST if it exists.")] = False,
 ) -> None:

@@ -22,7 +22,7 @@ def export(
     calibrate: Annotated[Optional[Path], typer.Option("--calibrate", help="qdq: post-training quantization calibrated on this OpenFWI folder. Needed when the checkpoint has no QAT scales; a QAT checkpoint exports its own scales unless this is given (PTQ of its weights: the baseline QAT must beat).")] = None,
     weights: Annotated[Optional[str], typer.Option("--weights", help="qdq: int8 (default) or int4 for the seismic decoder's big Linear (MatMulNBits, block 128); torchscript: fp32 (default) or int8 (torch dynamic INT8 Linear).")] = None,
     weight_range: Annotated[Optional[str], typer.Option("--weight-range", help="qdq: int8 weight range. reduced (default): 7-bit [-64, 64], exact on every CPU; full: [-128, 127], fast and exact on ARM and x86 with AVX-512 VNNI / AVX-VNNI (on other x86 the u8·s8 kernels saturate, so the runtime runs it on onnxruntime's slower exact u8·u8 kernels). See docs/int8-cpus.md.")] = None,
-    dataset: Annotated[str | None, typer.Option("--dataset", help="Normalisation constants: OpenFWI dataset name or a .json file (default: the one recorded at training).")] = None,
+    dataset: Annotated[Optional[str], typer.Option("--dataset", help="Normalisation constants: OpenFWI dataset name or a .json file (default: the one recorded at training).")] = None,
     use_ema: Annotated[bool, typer.Option("--use-ema", help="Export the EMA U-Net weights stored in the checkpoint.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT_DIR if it exists and is not empty.")] = False,
     tolerance: Annotated[float, typer.Option("--tolerance", help="fp32: max abs diff allowed between onnxruntime and torch in validation.")] = 1e-4,

@@ -88,14 +88,16 @@ def sample_openfwi(
 
     recipe = ow.Recipe(sampler=sampler, steps=steps, seed=seed, eta=eta, batch_size=batch_size, options=opts)
     record = ow.generation_record(manifest, recipe, num_samples, per_file, np_dtype, files)
-    ow.open_output(out, record)
-    ow.remove_stale_temporaries(out, mine)
+    # Every refusal (a foreign folder, too little disk space) comes before anything is written: a
+    # refused run leaves --out as it was, and does not create it.
+    ow.check_output(out, record)
     todo = ow.pending(out, mine, np_dtype)
-
     where = f"shard {shard_kn[0]}/{shard_kn[1]}: " if shard_kn else ""
     need = sum(ow.file_bytes(f, np_dtype) for f in todo)
     whole = sum(ow.file_bytes(f, np_dtype) for f in files)
     free = ow.check_free_space(out, need)
+    ow.open_output(out, record)
+    ow.remove_stale_temporaries(out, mine)
     console.print(
         f"{where}{len(todo)} of {len(mine)} file(s) to write ({len(mine) - len(todo)} complete), "
         f"{ow.format_bytes(need)} of {ow.format_bytes(whole)} for the whole run; {ow.format_bytes(free)} free on {out}"
