@@ -11,7 +11,8 @@ saw):
 
 Usage:
   python benchmarks/downstream.py BUNDLE WORK [--n-real 256] [--m-extra 1024] [--heldout 512]
-         [--steps 300] [--seeds 0,1,2] [--width 0.25] [--time-decimation 4] [--batch-size 32]
+         [--steps 600] [--seeds 0,1,2] [--width 0.25] [--time-decimation 4] [--batch-size 16] [--lr 1e-3]
+         [--jobs 2]   (training runs in parallel, one torch thread each)
          [--family curvefault-a] [--sampler unipc] [--sample-steps 10]
          [--real-dir DIR] [--extra-dir DIR] [--heldout-dir DIR]   (existing OpenFWI folders instead of new `data synth` ones;
                                                                   their sizes then set N, M and the held-out count)
@@ -81,7 +82,8 @@ def run_arm(a: argparse.Namespace, arm: str, seed: int, d: dict[str, Path], work
         t0 = time.perf_counter()
         print(f"train {arm} seed {seed} ({a.steps} steps)", flush=True)
         cli("inversion", "train", *arm_data(arm, d), out, "--dataset", a.family, "--width", a.width, "--time-decimation", a.time_decimation,
-            "--steps", a.steps, "--epochs", 100_000, "--batch-size", a.batch_size, "--seed", seed, "--val-fraction", 0.05,
+            "--steps", a.steps, "--epochs", 100_000, "--batch-size", a.batch_size, "--lr", a.lr, "--seed", seed, "--val-fraction", 0.05,
+            "--threads", 1,
             "--no-progress", "--overwrite", log=log)
         cli("inversion", "test", out, d["heldout"], "--out", result, log=log)
         print(f"  {time.perf_counter() - t0:.0f} s", flush=True)
@@ -106,11 +108,13 @@ def main() -> None:
     p.add_argument("--n-real", type=int, default=256)
     p.add_argument("--m-extra", type=int, default=1024)
     p.add_argument("--heldout", type=int, default=512)
-    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--steps", type=int, default=600)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--width", type=float, default=0.25)
     p.add_argument("--time-decimation", type=int, default=4)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--family", default="curvefault-a")
     p.add_argument("--sampler", default="unipc")
     p.add_argument("--sample-steps", type=int, default=10)
@@ -126,7 +130,11 @@ def main() -> None:
     log = work / "downstream.log"
     d = prepare_data(a, work, log)
 
-    results = {arm: [run_arm(a, arm, s, d, work, log) for s in seeds] for arm in ARMS}
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=max(1, a.jobs)) as pool:
+        futures = {(arm, s): pool.submit(run_arm, a, arm, s, d, work, work / f"downstream-{arm}-{s}.log") for arm in ARMS for s in seeds}
+        results = {arm: [futures[(arm, s)].result() for s in seeds] for arm in ARMS}
     table = {arm: {m: [r["metrics"][m] for r in rs] for m, _, _ in METRICS} for arm, rs in results.items()}
     baseline = results["real"][0]["baseline"]
     comparisons = {

@@ -24,6 +24,7 @@ def train(
     steps: Annotated[Optional[int], typer.Option("--steps", min=1, help="Cap on optimizer steps in all (quick runs).")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=2, help="Pairs per optimizer step.")] = 32,
     lr: Annotated[float, typer.Option("--lr", min=0.0, help="AdamW learning rate (OpenFWI: 1e-4).")] = 1e-4,
+    lr_schedule: Annotated[str, typer.Option("--lr-schedule", help="constant | cosine (5 % warm-up, cosine to 0 at the last step: short runs end settled).")] = "cosine",
     weight_decay: Annotated[float, typer.Option("--weight-decay", min=0.0, help="AdamW weight decay (OpenFWI: 1e-4).")] = 1e-4,
     val_fraction: Annotated[float, typer.Option("--val-fraction", help="Held-out fraction of the pairs, validated every epoch.")] = 0.1,
     seed: SeedOpt = 0,
@@ -44,7 +45,7 @@ def train(
         raise UserError("--resume and --overwrite: choose one")
     *data, out = paths
     opts = JudgeTrainOptions(data=list(data), out=out, dataset=dataset, config=JudgeConfig(width=width, time_decimation=time_decimation),
-                             epochs=epochs, max_steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                             epochs=epochs, max_steps=steps, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, weight_decay=weight_decay,
                              val_fraction=val_fraction, seed=seed, threads=threads, resume=resume, overwrite=overwrite, progress=progress)
     try:
         summary = train_judge(opts)

@@ -58,6 +58,7 @@ class JudgeTrainOptions:
     lr: float = 1e-4
     weight_decay: float = 1e-4
     feature_lr: float = 1e-3
+    lr_schedule: str = "cosine"           # constant | cosine (5 % linear warm-up, then cosine to 0 at the last step)
     val_fraction: float = 0.1
     seed: int = 0
     threads: int = 0
@@ -168,6 +169,18 @@ def _save(path: Path, doc: dict[str, Any]) -> None:
         torch.save(doc, fh)
 
 
+def lr_factor(schedule: str, step: int, total: int) -> float:
+    """Learning-rate multiplier at ``step`` (0-based) of ``total``; a pure function of the step, so a
+    resumed run needs no scheduler state. Cosine: short CPU runs end on a settled model instead of
+    wherever the last constant-lr step left the noisy validation numbers."""
+    if schedule == "constant" or total <= 1:
+        return 1.0
+    warm = max(1, int(0.05 * total))
+    if step < warm:
+        return (step + 1) / warm
+    return 0.5 * (1.0 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+
+
 def _l1_l2(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
     return F.l1_loss(pred, true) + F.mse_loss(pred, true)
 
@@ -230,6 +243,8 @@ def train_judge(opts: JudgeTrainOptions) -> dict[str, Any]:
     ckpt_path = out / JUDGE_FILE
     if ckpt_path.exists() and not (opts.resume or opts.overwrite):
         raise UserError(f"OUT {out}: already holds a judge; pass --resume to continue it or --overwrite to train a new one")
+    if opts.lr_schedule not in ("constant", "cosine"):
+        raise UserError(f"--lr-schedule: expected constant or cosine, got {opts.lr_schedule!r}")
     if opts.batch_size < 2:
         raise UserError(f"--batch-size: expected >= 2 (BatchNorm), got {opts.batch_size}")
     folders = _open(opts)
@@ -287,7 +302,7 @@ def train_judge(opts: JudgeTrainOptions) -> dict[str, Any]:
             "shapes": {"seismic": list(SEISMIC_SAMPLE_SHAPE), "velocity": list(VELOCITY_SAMPLE_SHAPE)},
             "data": fingerprints, "split": {"val_fraction": opts.val_fraction, "seed": opts.seed, "val": val_idx.tolist()},
             "recipe": {"loss": "l1 + l2", "optimizer": "AdamW", "lr": opts.lr, "weight_decay": opts.weight_decay,
-                       "feature_lr": opts.feature_lr, "batch_size": opts.batch_size, "epochs": opts.epochs, "max_steps": opts.max_steps},
+                       "feature_lr": opts.feature_lr, "lr_schedule": opts.lr_schedule, "batch_size": opts.batch_size, "epochs": opts.epochs, "max_steps": opts.max_steps},
             "mean_velocity": mean_map, "inversion": net.state_dict(), "velocity_features": feat.state_dict(),
             "val_metrics": val,
             "train_state": {"step": step, "total_steps": total, "seconds": seconds, "optimizer": opt.state_dict(), "feature_optimizer": fopt.state_dict()},
@@ -311,6 +326,11 @@ def train_judge(opts: JudgeTrainOptions) -> dict[str, Any]:
                     break
                 t0 = time.perf_counter()
                 x, v = pool.batch(train_idx[b.numpy()])
+                f = lr_factor(opts.lr_schedule, step, total)
+                for group in opt.param_groups:
+                    group["lr"] = opts.lr * f
+                for group in fopt.param_groups:
+                    group["lr"] = opts.feature_lr * f
                 loss = _l1_l2(net(x), v)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
