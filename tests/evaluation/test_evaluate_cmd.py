@@ -126,7 +126,8 @@ def test_judge_adds_pairwise_ssim_and_per_modality_frechet(tiny_qdq_bundle, tiny
     # the judge trained on this very folder: the report says the ceiling is optimistic
     assert any("data the judge was trained on" in n for n in rep["notes"])
     md = (out / "evaluate.md").read_text()
-    assert "## The judge" in md and "pairwise SSIM (OpenFWI)" in md and "real pairs (8; ceiling / floor)" in md
+    assert "## The judge" in md and "pairwise SSIM (OpenFWI)" in md and "real pairs (8; ceiling / floor)" in md and "judge.png" in md
+    assert (out / "judge.png").read_bytes()[:8] == PNG_MAGIC
     assert "pairwise SSIM (OpenFWI)" in result.stderr and "Fréchet seismic" in result.stderr and "floor" in result.stderr
 
 

@@ -68,7 +68,7 @@ def judge_markdown(report: dict[str, Any], nm: dict[str, str]) -> list[str]:
         ratio = (jd.get("pairwise_ssim_over_ceiling") or {}).get(key)
         L.append(f"| {nm[key]} | {_f(ps[key]['mean'])} | {_f(ratio, 3)} | {_f(fs.get(key))} | {_f(fs.get(key + '_over_floor'), 3)} | "
                  f"{_f(fv.get(key))} | {_f(fv.get(key + '_over_floor'), 3)} |")
-    L.append("")
+    L += ["", "![judge](judge.png)", ""]
     return L
 
 
@@ -313,6 +313,27 @@ def distribution_png(report: dict[str, Any], path: Path) -> None:
     fig.savefig(path, format="png")
 
 
+def judge_png(report: dict[str, Any], path: Path) -> None:
+    """Generated pairs beside held-out real pairs, same colour scales: velocity, what the judge inverts
+    from the pair's seismic (pairwise SSIM), and the seismic's middle shot."""
+    nm, panels = names(report), report["_panels"]["judge"]
+    rows = [(key, i, t) for key in ("real", "bundle", "reference") for i, t in enumerate(panels.get(key) or [])]
+    if not rows:
+        return
+    per = report["judge"]["pairwise_ssim"]
+    c = _clip(*[t[2] for k, _, t in rows if k == "real"]) if panels.get("real") else _clip(*[t[2] for _, _, t in rows])
+    fig = _figure(9.6, 2.5 * len(rows))
+    axes = fig.subplots(len(rows), 3, squeeze=False)
+    label = {"real": "real (held-out)", "bundle": nm["bundle"], "reference": nm["reference"]}
+    for r, (key, i, (vel, inv, shot)) in enumerate(rows):
+        ssim_i = per["real_ceiling" if key == "real" else key]["per_sample"][i]
+        _velocity(axes[r, 0], fig, vel, f"{label[key]} #{i}: velocity", 1500.0, 4500.0)
+        _velocity(axes[r, 1], fig, inv, f"judge(its seismic): pairwise SSIM {ssim_i:.3f}", 1500.0, 4500.0)
+        _gather(axes[r, 2], shot, f"{label[key]} #{i}: shot {SHOT + 1}", c)
+    fig.suptitle("the judge on real and generated pairs (same colour scales; seismic clipped at the real pairs' 98th percentile)", fontsize=10)
+    fig.savefig(path, format="png")
+
+
 def write_report(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     """Write every file; returns name → path."""
     out_dir = Path(out_dir)
@@ -327,4 +348,7 @@ def write_report(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     else:
         del paths["physics"]
     distribution_png(report, paths["distribution"])
+    if report.get("judge"):
+        paths["judge"] = out_dir / "judge.png"
+        judge_png(report, paths["judge"])
     return paths

@@ -76,6 +76,7 @@ class _Side:
     pairwise_ssim: list = field(default_factory=list)      # judge(seismic) vs velocity, OpenFWI SSIM, per sample
     seismic_features: list = field(default_factory=list)   # judge bottleneck
     velocity_features: list = field(default_factory=list)  # judge's real-map auto-encoder bottleneck
+    judge_panel: list = field(default_factory=list)        # (velocity, judge(seismic), shot) of the first few pairs, m/s
     physics_panel: Optional[tuple[np.ndarray, np.ndarray]] = None  # (generated, simulated) of sample 0
 
     def add_physics(self, vel: np.ndarray, seis: np.ndarray) -> None:
@@ -91,7 +92,10 @@ class _Side:
 
         pred, sfeat = judge.invert(seis)
         lo, hi = judge.constants.label_min, judge.constants.label_max
-        self.pairwise_ssim.extend(velocity_ssim_openfwi(judge.to_ms(pred), vel, lo, hi).tolist())
+        pred_ms = judge.to_ms(pred)
+        self.pairwise_ssim.extend(velocity_ssim_openfwi(pred_ms, vel, lo, hi).tolist())
+        for i in range(min(len(vel), 4 - len(self.judge_panel))):
+            self.judge_panel.append((np.asarray(vel[i]).reshape(70, 70).copy(), pred_ms[i].reshape(70, 70).copy(), np.asarray(seis[i, 2]).copy()))
         self.seismic_features.append(sfeat)
         self.velocity_features.append(judge.velocity_features(vel))
 
@@ -373,7 +377,7 @@ def run_evaluation(prep: Prepared, progress: Optional[ProgressHook] = None, comm
         "fidelity": {k: summarize(v) for k, v in fidelity.items()} if fidelity else None,
         "distribution": {"frechet": frechet, "velocity": velocity_stats, "velocity_w1_to_real_ms": w1},
         "physics": physics,
-        "judge": judged,
+        "judge": {k: v for k, v in judged.items() if k != "_panels"} if judged else None,
         "notes": notes,
     }
     report["targets"] = targets(report)
@@ -383,6 +387,7 @@ def run_evaluation(prep: Prepared, progress: Optional[ProgressHook] = None, comm
         "physics": {"bundle": main.physics_panel, "reference": other.physics_panel if other is not None else None, "real": real.physics_panel},
         "velocity": {"real": real_vel, "bundle": gen_vel, "reference": ref_vel},
         "latents": latents,
+        "judge": judged["_panels"] if judged else None,
     }
     return report
 
@@ -399,7 +404,8 @@ def judge_section(prep: Prepared, main: _Side, other: Optional[_Side], progress:
         real.add_judge(judge, np.stack([folder.velocity(int(i)) for i in sel]), np.stack([folder.seismic(int(i)) for i in sel]))
         tick(len(sel))
     m = len(idx) // 2
-    out: dict[str, Any] = {"judge": judge.summary(), "n_generated": len(main.pairwise_ssim), "n_real": int(len(idx)), "frechet_count": m,
+    panels = {"real": real.judge_panel, "bundle": main.judge_panel, "reference": other.judge_panel if other is not None else None}
+    out: dict[str, Any] = {"_panels": panels, "judge": judge.summary(), "n_generated": len(main.pairwise_ssim), "n_real": int(len(idx)), "frechet_count": m,
                            "pairwise_ssim": {"real_ceiling": _summ(real.pairwise_ssim), "bundle": _summ(main.pairwise_ssim)}, "frechet": {}}
     if other is not None:
         out["pairwise_ssim"]["reference"] = _summ(other.pairwise_ssim)
