@@ -95,3 +95,16 @@ def test_bad_inputs_are_one_line_errors(tmp_path, small_fwi):
     assert res.exit_code == 1 and "--time-decimation" in res.stderr
     res = runner.invoke(app, ["inversion", "test", str(tmp_path), str(small_fwi)])
     assert res.exit_code == 1 and "JUDGE" in res.stderr and "inversion train" in res.stderr
+
+
+def test_lr_schedule_is_a_function_of_the_step():
+    from ubdiff_onnx.training.judge import lr_factor
+
+    f = [lr_factor("cosine", s, 100) for s in range(100)]
+    assert f[0] == pytest.approx(0.2) and f[4] == pytest.approx(1.0)  # 5 % linear warm-up
+    assert all(a >= b for a, b in zip(f[4:], f[5:])) and f[-1] < 0.01
+    assert lr_factor("constant", 57, 100) == 1.0
+
+def test_unknown_schedule_is_refused(small_fwi, tmp_path):
+    with pytest.raises(UserError, match="--lr-schedule"):
+        train_judge(_opts(small_fwi, tmp_path / "j", lr_schedule="step"))
