@@ -161,9 +161,29 @@ def probe(env: dict[str, str], out: Path, prefix: list[str] | None = None) -> di
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+# Integer features the patch cannot hide: it clears XCR0's AVX-512 state bits, but AVX-VNNI is VEX-encoded
+# (needs only the AVX state) and AMX has its own tile state, so onnxruntime still picks their
+# non-saturating kernels. Seen on an Intel Xeon with avx_vnni: the reproducer gave 81.5, not 41.
+UNMASKABLE = ("avx_vnni", "amx_int8")
+
+
+def unmaskable_features(cpuinfo: Path = Path("/proc/cpuinfo")) -> list[str]:
+    """The host's integer features this patch cannot switch off (empty: the proxy works here)."""
+    try:
+        flags = next((ln.split(":", 1)[1].split() for ln in cpuinfo.read_text().splitlines() if ln.startswith("flags")), [])
+    except OSError:
+        return []
+    return [f for f in UNMASKABLE if f in flags]
+
+
 def check(root: Path) -> dict:
     """Prove the copy runs AVX2 kernels; returns the evidence (raises :class:`PatchError` if not)."""
     import numpy as np
+
+    hidden = unmaskable_features()
+    if hidden:
+        raise PatchError(f"this CPU has {', '.join(hidden)}, which clearing XCR0's AVX-512 bits cannot hide: onnxruntime keeps its "
+                         "non-saturating kernels, so this host cannot stand in for an AVX2-only CPU (use one without them, or qemu -cpu Haswell for numbers)")
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -27,6 +27,14 @@ def test_patch_bytes_masks_the_xcr0_reads_and_nothing_else():
     assert len(changed) == 2
 
 
+def test_unmaskable_features_are_read_from_cpuinfo(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_vnni avx_vnni\n")
+    assert avx2_kernels.unmaskable_features(info) == ["avx_vnni"]
+    info.write_text("flags\t\t: fpu avx2 avx512f avx512_vnni\n")
+    assert avx2_kernels.unmaskable_features(info) == []
+
+
 def test_patch_bytes_refuses_code_it_does_not_know():
     with pytest.raises(avx2_kernels.PatchError, match="need updating"):
         avx2_kernels.patch_bytes(b"\x90" * 64 + bytes.fromhex("0f01d0") + b"\x90" * 8)
@@ -37,6 +45,11 @@ def test_patch_bytes_refuses_code_it_does_not_know():
 def test_installed_onnxruntime_runs_its_avx2_kernels_when_patched(tmp_path):
     """The copy gives AVX2's saturated 41 on the reproducer (whatever this host has) and, where qemu
     is installed, the same float Conv bits as onnxruntime under ``qemu-x86_64 -cpu Haswell``."""
+    hidden = avx2_kernels.unmaskable_features()
+    if hidden:
+        with pytest.raises(avx2_kernels.PatchError, match="cannot hide"):  # refused, never a wrong measurement
+            avx2_kernels.check(tmp_path)
+        pytest.skip(f"this host has {', '.join(hidden)}: the XCR0 patch cannot make it an AVX2-only proxy (refusal checked)")
     evidence = avx2_kernels.check(avx2_kernels.prepare(tmp_path / "cache"))
     assert evidence["reproducer_patched"] == 41.0
     assert evidence["patched_onnxruntime"].startswith(str(tmp_path / "cache"))
