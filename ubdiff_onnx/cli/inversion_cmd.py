@@ -80,7 +80,8 @@ def test(
 
     console = Console(stderr=True)
     j = Judge(judge, flag="JUDGE")
-    n = len(open_folder(data)) if num is None else min(num, len(open_folder(data)))
+    total = len(open_folder(data))
+    n = total if num is None else min(num, total)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console) as bar:
         tid = bar.add_task("inverting", total=n)
         res = score_judge(j, data, num=num, seed=seed, batch_size=batch_size, progress=lambda k: bar.advance(tid, k))

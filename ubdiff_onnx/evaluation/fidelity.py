@@ -86,14 +86,16 @@ def ssim(
         raise ValueError(f"SSIM needs images (..., H, W), got shape {x.shape}")
     if not data_range > 0:
         raise ValueError(f"data_range must be positive, got {data_range}")
-    g = gaussian_window(window, sigma)
-    c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
-    mu_x, mu_y = _filter_valid(x, g), _filter_valid(y, g)
-    var_x = _filter_valid(x * x, g) - mu_x**2
-    var_y = _filter_valid(y * y, g) - mu_y**2
-    cov = _filter_valid(x * y, g) - mu_x * mu_y
-    s = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
-    return s.mean(axis=(-2, -1))
+    return _ssim_map(x, y, gaussian_window(window, sigma), (k1 * data_range) ** 2, (k2 * data_range) ** 2, _filter_valid).mean(axis=(-2, -1))
+
+
+def _ssim_map(x: np.ndarray, y: np.ndarray, g: np.ndarray, c1: float, c2: float, filt) -> np.ndarray:
+    """The SSIM map of Wang et al. with local moments from ``filt`` (valid region or zero-padded 'same')."""
+    mu_x, mu_y = filt(x, g), filt(y, g)
+    var_x = filt(x * x, g) - mu_x**2
+    var_y = filt(y * y, g) - mu_y**2
+    cov = filt(x * y, g) - mu_x * mu_y
+    return ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
 
 
 def _filter_same_zero(x: np.ndarray, g: np.ndarray) -> np.ndarray:
@@ -112,33 +114,27 @@ def ssim_openfwi(a: Any, b: Any, window: int = SSIM_WINDOW, sigma: float = SSIM_
     _check_pair(x, y)
     if x.ndim < 2:
         raise ValueError(f"SSIM needs images (..., H, W), got shape {x.shape}")
-    g = gaussian_window(window, sigma)
-    c1, c2 = SSIM_K1**2, SSIM_K2**2
-    mu_x, mu_y = _filter_same_zero(x, g), _filter_same_zero(y, g)
-    var_x = _filter_same_zero(x * x, g) - mu_x**2
-    var_y = _filter_same_zero(y * y, g) - mu_y**2
-    cov = _filter_same_zero(x * y, g) - mu_x * mu_y
-    s = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
-    return s.mean(axis=(-2, -1))
+    return _ssim_map(x, y, gaussian_window(window, sigma), SSIM_K1**2, SSIM_K2**2, _filter_same_zero).mean(axis=(-2, -1))
 
 
 def velocity_ssim_openfwi(a: Any, b: Any, label_min: float = LABEL_MIN, label_max: float = LABEL_MAX) -> np.ndarray:
     """Per-sample SSIM of velocity maps in m/s, OpenFWI convention (``ssim_openfwi`` on (v − label_min) /
     (label_max − label_min), i.e. OpenFWI's normalised map / 2 + 0.5); the set's SSIM is the mean."""
-    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    _check_pair(x, y)
-    span = float(label_max - label_min)
-    s = ssim_openfwi((x - label_min) / span, (y - label_min) / span)
-    return s.reshape(x.shape[0], -1).mean(axis=1)
+    return _velocity_ssim(a, b, label_min, label_max, ssim_openfwi)
 
 
 def velocity_ssim(a: Any, b: Any, label_min: float = LABEL_MIN, label_max: float = LABEL_MAX) -> np.ndarray:
     """Per-sample SSIM of velocity maps (N,1,70,70) or (N,70,70) in m/s, scaled to [0, 1] by the
     label range first (data range 1 = 3000 m/s); channels averaged."""
+    return _velocity_ssim(a, b, label_min, label_max, ssim)
+
+
+def _velocity_ssim(a: Any, b: Any, label_min: float, label_max: float, fn) -> np.ndarray:
+    """Maps in m/s → [0, 1] by the label range, ``fn`` per map, channels averaged: one value per sample."""
     x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     _check_pair(x, y)
     span = float(label_max - label_min)
-    s = ssim((x - label_min) / span, (y - label_min) / span, 1.0)
+    s = fn((x - label_min) / span, (y - label_min) / span)
     return s.reshape(x.shape[0], -1).mean(axis=1)
 
 

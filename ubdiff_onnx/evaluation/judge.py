@@ -154,10 +154,9 @@ class Judge:
             for start in range(0, len(seismic), batch_size):
                 s = np.asarray(seismic[start : start + batch_size])[:, :, ::d, :]
                 x = torch.from_numpy(np.ascontiguousarray(normalize_seismic(s, self.constants), dtype=np.float32))
-                z = self.inversion.encoder(x)
-                y = self.inversion.head(torch.nn.functional.pad(self.inversion.decoder(z), [-5, -5, -5, -5]))
+                y, z = self.inversion.forward_with_features(x)
                 vel.append(y.numpy())
-                feats.append(z.flatten(1).double().numpy())
+                feats.append(z.double().numpy())
             return np.concatenate(vel), np.concatenate(feats)
 
         return self._run(go)

@@ -141,11 +141,14 @@ class InversionNet(nn.Module):
         """Bottleneck (B, dim5) of decimated seismic."""
         return self.encoder(x).flatten(1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(velocity (B,1,70,70), bottleneck (B, dim5)) from one pass: the judge needs both."""
         z = self.encoder(x)
-        y = self.decoder(z)
-        y = F.pad(y, [-5, -5, -5, -5])  # 80×80 → 70×70
-        return self.head(y)
+        y = F.pad(self.decoder(z), [-5, -5, -5, -5])  # 80×80 → 70×70
+        return self.head(y), z.flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_with_features(x)[0]
 
 
 class VelocityFeatureNet(nn.Module):
