@@ -105,3 +105,15 @@ def ddim_timesteps(total: int, steps: int) -> list[tuple[int, int]]:
     vals = vals.astype(np.float32)
     times = [int(v) for v in np.trunc(vals)][::-1]
     return list(zip(times[:-1], times[1:]))
+
+
+def halving_timesteps(total: int, steps: int) -> list[int]:
+    """Descending timesteps of a progressively distilled ``steps``-step sampler: ``total - 1 -
+    k·total/steps`` (diffusers' "trailing" spacing), so each halving keeps every other timestep of
+    its teacher and every grid starts at t = T-1. ``steps`` must divide ``total``. For powers of two
+    these are also the original DDIM's times (``ddim_timesteps``), so the student runs on that rule.
+    """
+    if steps < 1 or total % steps:
+        raise ValueError(f"steps must divide T={total}, got {steps}")
+    stride = total // steps
+    return [total - 1 - k * stride for k in range(steps)]

@@ -13,7 +13,8 @@ from ubdiff_onnx.cli._errors import fail, user_errors
 from ubdiff_onnx.cli._options import SeedOpt
 from ubdiff_onnx.cli.app import app
 
-STAGE_HELP = "autoencoder | seismic | diffusion | qat-decoders | qat-diffusion | all (in that order)."
+STAGE_HELP = ("autoencoder | seismic | diffusion | qat-decoders | qat-diffusion | all (in that order); distill: a few-step "
+              "INT8 student of the diffusion U-Net (after qat-decoders; docs/sampling.md).")
 
 
 @app.command("train")
@@ -39,6 +40,7 @@ def train(
     workers: Annotated[int, typer.Option("--workers", min=0, help="DataLoader workers for datasets too large to hold in memory.")] = 0,
     threads: Annotated[int, typer.Option("--threads", min=0, help="Intra-op CPU threads per process (0 = all cores but one, shared among torchrun processes).")] = 0,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bars on stderr.")] = True,
+    student_steps: Annotated[Optional[int], typer.Option("--student-steps", help="--stage distill: U-Net calls of the student, a power of two (1, 2, 4, … 128) [default: 4]; writes RUN_DIR/distill-N.pt.")] = None,
 ) -> None:
     """Train UB-Diff stage by stage; checkpoints are our format, ready for `export`.
 
@@ -52,7 +54,7 @@ def train(
         run_dir=run_dir, data=data, dataset=dataset, preset=preset, stage=stage, resume=resume, overwrite=overwrite,
         seed=seed, device=device, overrides=Overrides(epochs=epochs, steps=steps, batch_size=batch_size, lr=lr),
         init=init, val_fraction=val_fraction, paired_fraction=paired_fraction, paired_count=paired_count,
-        workers=workers, threads=threads, progress=progress,
+        workers=workers, threads=threads, progress=progress, student_steps=student_steps,
     )
     try:
         results = run_training(opts)

@@ -60,6 +60,21 @@ class GaussianDiffusion(nn.Module):
         eps = (_at(self.sqrt_recip_alphas_cumprod, t, n) * x - x0) / _at(self.sqrt_recipm1_alphas_cumprod, t, n)
         return x0, eps
 
+    def alpha_sigma(self, t: torch.Tensor, ndim: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(√ᾱ_t, √(1-ᾱ_t)) shaped to broadcast; t = -1 means the clean data (1, 0)."""
+        clean = (t < 0).reshape(t.shape[0], *((1,) * (ndim - 1)))
+        tt = t.clamp(min=0)
+        a = _at(self.sqrt_alphas_cumprod, tt, ndim)
+        s = _at(self.sqrt_one_minus_alphas_cumprod, tt, ndim)
+        return torch.where(clean, torch.ones_like(a), a), torch.where(clean, torch.zeros_like(s), s)
+
+    def ddim_step(self, model_output: torch.Tensor, x: torch.Tensor, t: torch.Tensor, t_next: torch.Tensor, clip: bool = True) -> torch.Tensor:
+        """One deterministic (η = 0) DDIM step x_t → x_{t_next} per sample (t_next = -1: x̂0), the
+        arithmetic of :meth:`ddim_sample` on per-sample timesteps."""
+        x0, eps = self.predict_x0_eps(model_output, x, t, clip=clip)
+        a_next, s_next = self.alpha_sigma(t_next, x.ndim)
+        return a_next * x0 + s_next * eps
+
     def p_mean_variance(self, model: Denoiser, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Posterior mean, log-variance and clipped x̂0 of p(x_{t-1} | x_t)."""
         x0, _ = self.predict_x0_eps(model(x, t), x, t, clip=True)

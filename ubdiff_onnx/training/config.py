@@ -15,7 +15,9 @@ from ubdiff_onnx.data.openfwi import SplitConfig
 from ubdiff_onnx.errors import UserError
 
 STAGES: tuple[str, ...] = ("autoencoder", "seismic", "diffusion", "qat-decoders", "qat-diffusion")
-STAGE_CHOICES: tuple[str, ...] = (*STAGES, "all")
+"""What ``--stage all`` runs, in order; each starts from the one before it."""
+DISTILL = "distill"
+STAGE_CHOICES: tuple[str, ...] = (*STAGES, DISTILL, "all")
 PHASES: dict[str, tuple[str, ...]] = {
     "autoencoder": ("autoencoder",),
     "seismic": ("seismic",),
@@ -23,6 +25,10 @@ PHASES: dict[str, tuple[str, ...]] = {
     "qat-decoders": ("qat-velocity", "qat-seismic"),
     "qat-diffusion": ("qat-diffusion",),
 }
+DISTILL_SOURCE = "qat-decoders"
+"""The checkpoint a distillation starts from: its EMA U-Net is the diffusion stage's (the teacher),
+its decoders are already quantization-aware, so the student's bundle is INT8 end to end."""
+DEFAULT_STUDENT_STEPS = 4
 
 
 @dataclass(frozen=True)
@@ -117,6 +123,13 @@ def _paper() -> dict[str, PhaseConfig]:
         "qat-seismic": PhaseConfig(epochs=20, batch_size=64, lr=1e-5, **qat),
         "qat-diffusion": PhaseConfig(epochs=10, batch_size=16, lr=8e-6, optimizer="adam", betas=(0.9, 0.99), grad_clip=1.0,
                                      steps_per_epoch=1000, calibration_batches=64),
+        # Progressive distillation (Salimans & Ho 2022 trained every round alike, Adam, lr annealed
+        # within the round): 4000 steps per round, so a 4-step student is 6 rounds = 24k steps,
+        # about 1/6 of the teacher's training; then the last round again with fake-quant.
+        "distill": PhaseConfig(epochs=4, batch_size=64, lr=5e-5, optimizer="adam", betas=(0.9, 0.99), grad_clip=1.0,
+                               steps_per_epoch=1000, lr_schedule="cosine", ema_decay=0.995, ema_every=10),
+        "qat-distill": PhaseConfig(epochs=2, batch_size=64, lr=8e-6, optimizer="adam", betas=(0.9, 0.99), grad_clip=1.0,
+                                   steps_per_epoch=1000, calibration_batches=64),
     }
 
 
@@ -134,6 +147,10 @@ def _tiny() -> dict[str, PhaseConfig]:
         "qat-seismic": PhaseConfig(epochs=3, batch_size=16, lr=1e-4, calibration_batches=4),
         "qat-diffusion": PhaseConfig(epochs=2, batch_size=64, lr=2e-5, optimizer="adam", betas=(0.9, 0.99), grad_clip=1.0,
                                      steps_per_epoch=150, calibration_batches=16),
+        "distill": PhaseConfig(epochs=1, batch_size=64, lr=3e-4, optimizer="adam", betas=(0.9, 0.99), grad_clip=1.0,
+                               steps_per_epoch=150, lr_schedule="cosine", ema_decay=0.995),
+        "qat-distill": PhaseConfig(epochs=1, batch_size=64, lr=2e-5, optimizer="adam", betas=(0.9, 0.99), grad_clip=1.0,
+                                   steps_per_epoch=100, calibration_batches=16),
     }
 
 
@@ -156,9 +173,79 @@ def split_defaults(preset: str, seed: int) -> SplitConfig:
     return SplitConfig(val_fraction=0.1, paired_fraction=1.0, seed=seed)
 
 
-def stages_for(stage: str) -> tuple[str, ...]:
+def stages_for(stage: str, student_steps: int | None = None, timesteps: int = 256) -> tuple[str, ...]:
+    """Stage keys to run. A distillation's key names its student (``distill-4``), so students of
+    several step counts live side by side in one run (``distill-4.pt``, ``distill-8.pt``)."""
+    if student_steps is not None and stage != DISTILL:
+        raise UserError(f"--student-steps applies to --stage {DISTILL}, not --stage {stage}")
+    if stage == DISTILL:
+        return (distill_stage(DEFAULT_STUDENT_STEPS if student_steps is None else student_steps, timesteps),)
     if stage == "all":
         return STAGES
     if stage not in STAGES:
         raise UserError(f"--stage: unknown stage {stage!r}; expected one of {', '.join(STAGE_CHOICES)}")
     return (stage,)
+
+
+# -- distillation: stage and phase names carry the step counts --------------------------------
+def distill_stage(student_steps: int, timesteps: int = 256) -> str:
+    """``distill-N``, after checking that N halvings of T land on whole timesteps."""
+    allowed = [2**k for k in range(timesteps.bit_length()) if 2**k < timesteps]
+    if student_steps not in allowed or timesteps & (timesteps - 1):
+        raise UserError(f"--student-steps: expected a power of two below T={timesteps} ({', '.join(map(str, allowed))}), "
+                        f"got {student_steps}: each distillation round halves the teacher's steps")
+    return f"{DISTILL}-{student_steps}"
+
+
+def is_distill(stage: str) -> bool:
+    return stage.startswith(f"{DISTILL}-")
+
+
+def student_steps_of(name: str) -> int:
+    """N of a distillation stage or phase name (``distill-4``, ``distill-16``, ``qat-distill-4``)."""
+    return int(name.rsplit("-", 1)[1])
+
+
+def distill_rounds(student_steps: int, timesteps: int = 256) -> tuple[int, ...]:
+    """Student step counts of the rounds: T/2, T/4, …, N (each round halves its teacher's)."""
+    rounds, n = [], timesteps // 2
+    while n >= student_steps:
+        rounds.append(n)
+        n //= 2
+    return tuple(rounds)
+
+
+def phases_of(stage: str, timesteps: int = 256) -> tuple[str, ...]:
+    """The phases of a stage; a distillation has one per halving round, then QAT of the student."""
+    if not is_distill(stage):
+        return PHASES[stage]
+    n = student_steps_of(stage)
+    return (*(f"{DISTILL}-{r}" for r in distill_rounds(n, timesteps)), f"qat-{DISTILL}-{n}")
+
+
+def config_key(phase_name: str) -> str:
+    """The :class:`PhaseConfig` a phase uses: every round shares ``distill``, QAT ``qat-distill``."""
+    for base in (f"qat-{DISTILL}", DISTILL):
+        if phase_name.startswith(f"{base}-"):
+            return base
+    return phase_name
+
+
+def source_stage(stage: str) -> str | None:
+    """The stage whose checkpoint ``stage`` starts from (None for the first)."""
+    if is_distill(stage):
+        return DISTILL_SOURCE
+    i = STAGES.index(stage)
+    return STAGES[i - 1] if i else None
+
+
+def downstream(stage: str, existing: list[str]) -> list[str]:
+    """Those of ``existing`` stage keys built (directly or not) on ``stage``'s weights."""
+    out = []
+    for s in existing:
+        up = source_stage(s)
+        while up is not None and up != stage:
+            up = source_stage(up)
+        if up == stage:
+            out.append(s)
+    return out

@@ -25,12 +25,15 @@ from ubdiff_onnx.checkpoints.format import Checkpoint
 from ubdiff_onnx.errors import UserError
 from ubdiff_onnx.models.ubdiff import UBDiff
 from ubdiff_onnx.qat import COMPONENTS, begin_calibration, constrain_, end_calibration, float_state_dict, prepare_qat_, qat_state, quant_parameters
-from ubdiff_onnx.training.config import PHASES, PhaseConfig
+from ubdiff_onnx.training.config import PhaseConfig, config_key, is_distill, phases_of
 from ubdiff_onnx.training.data import RunData, TensorDictDataset, epoch_batches, iterate, shard, stable_seed
 from ubdiff_onnx.training.distributed import Dist
 from ubdiff_onnx.training.ema import EMA
 from ubdiff_onnx.training.interrupt import GracefulInterrupt, TrainingInterrupted
 from ubdiff_onnx.training.metrics import MetricsLog
+from ubdiff_onnx.models.unet1d import UNet1D
+from ubdiff_onnx.runtime.schedule import halving_timesteps
+from ubdiff_onnx.training.distill import DistillPhase, frozen_copy, student_record
 from ubdiff_onnx.training.phases import DiffusionPhase, Phase, PhaseModule, freeze_except, phase, set_modes
 from ubdiff_onnx.training.rundir import RunDir
 from ubdiff_onnx.training.samples import sample_report, save_samples
@@ -110,7 +113,7 @@ class StageRunner:
 
     def __init__(self, ctx: StageContext, stage: str, model: UBDiff, state: TrainState,
                  ema_weights: dict[str, torch.Tensor] | None, carry_ema: dict[str, torch.Tensor] | None,
-                 history: list[dict[str, Any]] | None = None) -> None:
+                 history: list[dict[str, Any]] | None = None, teacher: dict[str, torch.Tensor] | None = None) -> None:
         self.ctx = ctx
         self.stage = stage
         self.model = model.to(ctx.dist.device)
@@ -122,21 +125,26 @@ class StageRunner:
         self.val: dict[str, float] = {k: v for k, v in (self.history[-1] if self.history else {}).items() if k.startswith("val_")}
         self.samples: dict[str, float] = {}
         self.train_latents: torch.Tensor | None = None
+        self.teacher_weights = teacher
+        """Distillation: the current round's teacher U-Net, saved with every checkpoint until the
+        stage completes, so a round resumes against the same teacher."""
+        self.student: dict[str, Any] | None = None
 
     # -- entry -----------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         t0 = time.time()
-        names = PHASES[self.stage]
+        names = phases_of(self.stage, self.model.cfg.timesteps)
         while self.state.phase_index < len(names):
             name = names[self.state.phase_index]
-            self._run_phase(phase(name), self.ctx.configs[name])
+            self._run_phase(phase(name), self.ctx.configs[config_key(name)])
             finished = {**self.state.finished, name: self.state.epoch}
             self.state = TrainState(phase_index=self.state.phase_index + 1, finished=finished)
             if self.state.phase_index < len(names):
                 self._save(complete=False)
         last = phase(names[-1])
         if isinstance(last, DiffusionPhase) and self.train_latents is not None:
-            self._sample_check(self.ctx.configs[names[-1]])
+            cfg = self.ctx.configs[config_key(names[-1])]
+            self._sample_check(cfg, last.check_steps(cfg))
         self._save(complete=True)
         seconds = round(time.time() - t0, 1)
         self.ctx.log.write(kind="stage_done", stage=self.stage, seconds=seconds, **self.val)
@@ -146,6 +154,8 @@ class StageRunner:
     # -- one phase -------------------------------------------------------------------------------
     def _run_phase(self, ph: Phase, cfg: PhaseConfig) -> None:
         ctx, d, model = self.ctx, self.ctx.dist, self.model
+        if isinstance(ph, DistillPhase):
+            self._begin_distill(ph)
         if ph.qat_components:
             prepare_qat_(model, ph.qat_components)
             model.to(d.device)
@@ -181,6 +191,34 @@ class StageRunner:
             if (epoch + 1) % cfg.checkpoint_every == 0 or last:
                 self.state.optimizer = opt.state_dict()
                 self._save(complete=False)
+
+    def _begin_distill(self, ph: DistillPhase) -> None:
+        """Teacher and student of a round. Fresh: the previous round's EMA student (first round: the
+        diffusion stage's EMA U-Net) becomes the teacher and initialises the student; the QAT phase
+        keeps the last round's teacher and quantizes its EMA student, whose float weights are kept
+        as the checkpoint's ``ema``. Resumed mid-phase: the teacher saved with the checkpoint."""
+        model, st = self.model, self.state
+        if st.step == 0 and not st.calibrated:
+            if self.ema is not None:
+                source = self.ema.shadow
+            else:
+                source = self.resume_ema or self.carry_ema or model.unet.state_dict()
+            source = {k: v.detach().cpu().clone() for k, v in source.items()}
+            self.ema = None  # the previous round's; this phase makes its own (or none, QAT)
+            model.unet.load_state_dict(source, strict=True)
+            if ph.qat_components:
+                self.carry_ema = source
+            else:
+                self.teacher_weights = source
+        if self.teacher_weights is None:
+            raise UserError(f"{self.ctx.run.checkpoint(self.stage)}: no teacher weights saved with this distillation; "
+                            f"train it again with --overwrite")
+        ph.teacher = frozen_copy(UNet1D(model.cfg), self.teacher_weights).to(self.ctx.dist.device)
+        T = model.cfg.timesteps
+        self.student = student_record(ph.student_steps, T)
+        self.ctx.say(f"{self.stage} [{ph.name}]: {'quantization-aware ' if ph.qat_components else ''}student for "
+                     f"{ph.student_steps} DDIM steps {halving_timesteps(T, ph.student_steps)[:8]}"
+                     f"{'…' if ph.student_steps > 8 else ''} from a {2 * ph.student_steps}-step teacher")
 
     def _calibrate(self, ph: Phase, cfg: PhaseConfig, train_ds) -> None:
         d, model = self.ctx.dist, self.model
@@ -327,7 +365,7 @@ class StageRunner:
         ctx.say(f"{self.stage} [{ph.name}] {label or f'epoch {self.state.epoch}/{cfg.epochs}'} validation: {shown}")
         return metrics
 
-    def _sample_check(self, cfg: PhaseConfig) -> None:
+    def _sample_check(self, cfg: PhaseConfig, steps: int) -> None:
         ctx, d, model = self.ctx, self.ctx.dist, self.model
         if d.is_main:
             model.eval()
@@ -337,11 +375,11 @@ class StageRunner:
                 self.ema.copy_to(unet)
                 unet.eval()
             seed = stable_seed(ctx.seed, self.stage, "samples")
-            self.samples, latents = sample_report(model, unet, self.train_latents, cfg.sample_count, cfg.sample_steps, seed, d.device)
+            self.samples, latents = sample_report(model, unet, self.train_latents, cfg.sample_count, steps, seed, d.device)
             path = save_samples(model, latents[:8], ctx.data.constants, ctx.run.samples, self.stage, d.device)
-            ctx.log.write(kind="samples", stage=self.stage, steps=cfg.sample_steps, path=str(path), **self.samples)
+            ctx.log.write(kind="samples", stage=self.stage, steps=steps, path=str(path), **self.samples)
             s = self.samples
-            ctx.say(f"{self.stage}: DDIM-{cfg.sample_steps} samples, mean nearest-latent distance {s['sample_nn']:.3f} "
+            ctx.say(f"{self.stage}: DDIM-{steps} samples, mean nearest-latent distance {s['sample_nn']:.3f} "
                     f"(data itself {s['data_nn']:.3f}, matched Gaussian {s['gauss_nn']:.3f}, N(0,1) noise {s['noise_nn']:.3f}); "
                     f"decoded samples in {path.parent}")
         d.barrier()
@@ -355,13 +393,17 @@ class StageRunner:
                 **ctx.meta,
                 "stage": self.stage,
                 "stage_complete": complete,
-                "phases": {n: ctx.configs[n].to_dict() for n in PHASES[self.stage]},
+                "phases": {n: ctx.configs[config_key(n)].to_dict() for n in phases_of(self.stage, self.model.cfg.timesteps)},
                 "val": self.val,
                 "samples": self.samples,
                 "history": self.history,
                 "train_state": self.state.to_dict(),
                 "ubdiff_onnx_version": __version__,
             }
+            if is_distill(self.stage):
+                meta["student"] = self.student
+                if not complete:
+                    meta["distill_teacher"] = self.teacher_weights
             ckpt = Checkpoint(self.model.cfg, float_state_dict(self.model), ema, qat_state(self.model), meta)
             ctx.run.save(self.stage, ckpt)
         d.barrier()

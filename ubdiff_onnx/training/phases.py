@@ -165,6 +165,10 @@ class DiffusionPhase(Phase):
         loss = model.diffusion.loss(model.unet, inputs["x0"], inputs["t"], inputs["noise"])
         return loss, {}
 
+    def check_steps(self, cfg) -> int:
+        """DDIM steps of the end-of-stage sample check."""
+        return cfg.sample_steps
+
     def calibration_forward(self, model, batch, gen):
         """Observers see x_t at timesteps drawn uniformly from the DDIM trajectory the bundle samples
         with: activation ranges drift with t, and ORT needs one constant scale for all of them."""
@@ -176,6 +180,10 @@ class DiffusionPhase(Phase):
 
 
 def phase(name: str) -> Phase:
+    if name.startswith(("distill-", "qat-distill-")):
+        from ubdiff_onnx.training.distill import DistillPhase
+
+        return DistillPhase(name)
     return {
         "autoencoder": lambda: VelocityPhase("autoencoder", train_encoder=True),
         "seismic": lambda: SeismicPhase("seismic", quantized=False),

@@ -21,7 +21,8 @@ from ubdiff_onnx.errors import UserError
 from ubdiff_onnx.models.ubdiff import UBDiff
 from ubdiff_onnx.qat import model_from_checkpoint
 from ubdiff_onnx.runtime.normalization import NormConstants, resolve_constants
-from ubdiff_onnx.training.config import PHASES, STAGES, Overrides, phase_defaults, split_defaults, stages_for
+from ubdiff_onnx.training.config import (STAGES, Overrides, config_key, distill_stage, downstream, is_distill, phase_defaults,
+                                         phases_of, source_stage, split_defaults, stages_for, student_steps_of)
 from ubdiff_onnx.training.data import open_run_data
 from ubdiff_onnx.training.distributed import Dist, init_distributed, shutdown_distributed
 from ubdiff_onnx.training.interrupt import GracefulInterrupt
@@ -49,6 +50,8 @@ class TrainOptions:
     workers: int = 0
     threads: int = 0
     progress: bool = True
+    student_steps: int | None = None
+    """--stage distill: U-Net calls of the student (default 4)."""
 
 
 @dataclass
@@ -143,16 +146,22 @@ def _start(stage: str, first: bool, opts: TrainOptions, settings: RunSettings, r
         torch.manual_seed(seed)
         return UBDiff(preset_config(settings.preset)), None
     else:
-        prev = STAGES[STAGES.index(stage) - 1]
+        prev = source_stage(stage)
         path = run.checkpoint(prev)
         if not path.exists():
-            raise UserError(f"{path} not found: --stage {stage} starts from the {prev} stage's checkpoint; "
+            shown = "distill" if is_distill(stage) else stage
+            raise UserError(f"{path} not found: --stage {shown} starts from the {prev} stage's checkpoint; "
                             f"run --stage {prev} first (or --stage all, or pass --init CHECKPOINT)")
         ckpt = load_checkpoint(path)
         _check_source(ckpt, path, settings.preset, settings.dataset, f"the {prev} stage")
         if not ckpt.meta.get("stage_complete", False):
             raise UserError(f"{path}: the {prev} stage did not finish; complete it with `--stage {prev} --resume`")
+    if is_distill(stage) and ckpt.qat and "unet" in ckpt.qat.get("components", ()):
+        raise UserError(f"{path}: its U-Net is quantization-aware; a distillation needs the float teacher "
+                        f"(start from the {source_stage(stage)} stage's checkpoint)")
     model = model_from_checkpoint(ckpt, source=str(path))
+    if is_distill(stage):
+        distill_stage(student_steps_of(stage), model.cfg.timesteps)  # T must halve down to the student
     carry = ckpt.ema
     if stage == "qat-diffusion" and ckpt.ema:
         model.unet.load_state_dict(ckpt.ema, strict=True)  # quantize the EMA weights, the ones sampled with
@@ -162,7 +171,7 @@ def _start(stage: str, first: bool, opts: TrainOptions, settings: RunSettings, r
 
 def train(opts: TrainOptions, say: Callable[[str], None] = _stderr) -> list[dict[str, Any]]:
     """Run the requested stage(s); returns one summary dict per stage that ran or was skipped."""
-    stages = stages_for(opts.stage)
+    stages = stages_for(opts.stage, opts.student_steps)
     if opts.preset is not None and opts.preset not in PRESETS:
         raise UserError(f"--preset: unknown preset {opts.preset!r}; expected one of {', '.join(PRESETS)}")
     if opts.overwrite and opts.resume:
@@ -225,19 +234,21 @@ def _run_stages(opts, stages, d: Dist, run: RunDir, settings: RunSettings, say) 
             if resume_ckpt is not None:
                 model = model_from_checkpoint(resume_ckpt, source=str(run.checkpoint(stage)))
                 state = TrainState.from_dict(resume_ckpt.meta.get("train_state"))
-                own_ema = resume_ckpt.ema if "diffusion" == stage else None
+                own_ema = resume_ckpt.ema if stage == "diffusion" or is_distill(stage) else None
                 carry = None if stage in ("diffusion", "qat-diffusion") else resume_ckpt.ema
                 history = resume_ckpt.meta.get("history", [])
-                say(f"{stage}: resuming from {run.checkpoint(stage)} (phase {PHASES[stage][min(state.phase_index, len(PHASES[stage]) - 1)]}, "
+                teacher = resume_ckpt.meta.get("distill_teacher")
+                names = phases_of(stage)
+                say(f"{stage}: resuming from {run.checkpoint(stage)} (phase {names[min(state.phase_index, len(names) - 1)]}, "
                     f"epoch {state.epoch + 1}, step {state.step_in_epoch})")
                 log.write(kind="resume", stage=stage, **{k: v for k, v in state.to_dict().items() if k != "optimizer"})
             else:
                 model, carry = _start(stage, i == 0, opts, settings, run, opts.seed)
-                state, own_ema, history = TrainState(), None, []
+                state, own_ema, history, teacher = TrainState(), None, [], None
                 log.write(kind="start", stage=stage, preset=settings.preset, dataset=settings.dataset, seed=opts.seed,
-                          phases={n: configs[n].to_dict() for n in PHASES[stage]})
+                          phases={n: configs[config_key(n)].to_dict() for n in phases_of(stage)})
             _mark(run, settings, stage, "running", d)
-            result = StageRunner(ctx, stage, model, state, own_ema, carry, history).run()
+            result = StageRunner(ctx, stage, model, state, own_ema, carry, history, teacher).run()
             _mark(run, settings, stage, "complete", d, result.get("val"))
             results.append(result)
     return results
@@ -259,7 +270,8 @@ def _plan(opts: TrainOptions, stages, run: RunDir, settings: RunSettings) -> lis
             ckpt = replace(ckpt, state_dict={}, ema=None, qat=None)
         plan.append((stage, ckpt))
     if opts.overwrite:
-        later = [s for s in STAGES[STAGES.index(stages[-1]) + 1:] if run.checkpoint(s).exists()]
+        existing = [p.stem for p in sorted(run.root.glob("*.pt")) if p.stem in STAGES or is_distill(p.stem)]
+        later = downstream(stages[-1], existing)
         if later:
             raise UserError(f"--overwrite of {stages[-1]} would leave later stages ({', '.join(later)}) built on the old "
                             f"weights; delete {run.checkpoint(later[0])} (and after) first, or use a new RUN_DIR")
