@@ -64,7 +64,16 @@ def manifest_data(ckpt: Checkpoint, precision: str, components: dict[str, Any], 
         "weights": {"use_ema": use_ema, "source": ckpt.meta.get("imported_from") or ckpt.meta.get("run_dir")},
         "exported_on": {"python": platform.python_version(), "machine": platform.machine()},
         "components": components,
+        **({"student": _student_block(ckpt)} if ckpt.meta.get("student") else {}),
     }
+
+
+def _student_block(ckpt: Checkpoint) -> dict[str, Any]:
+    """A distilled student's sampler and timesteps (``runtime.student``), for ``sample`` to use."""
+    student = dict(ckpt.meta["student"])
+    if not ckpt.meta.get("stage_complete"):
+        student["note"] = "exported before its distillation finished"
+    return student
 
 
 def calibration_velocities(data_dir: Path, dataset: dict[str, Any], samples: int, seed: int) -> np.ndarray:

@@ -16,7 +16,10 @@ from typing import Any
 from ubdiff_onnx.runtime.atomic import atomic_write_text
 
 BUNDLE_FORMAT = "ubdiff-onnx-bundle"
-BUNDLE_FORMAT_VERSION = 1
+BUNDLE_FORMAT_VERSION = 2
+"""Newest format this runtime reads. 2 = a distilled student's ``student`` block: only such bundles
+are written as version 2, so older runtimes refuse them instead of sampling them with a sampler the
+student was not trained for; every other bundle stays version 1."""
 COMPONENTS = ("unet", "velocity_decoder", "seismic_decoder")
 PRECISIONS = ("fp32", "qdq", "int4", "torchscript", "torchscript-int8")
 
@@ -80,6 +83,19 @@ class Manifest:
     @property
     def schedule(self) -> dict[str, Any]:
         return self.data["schedule"]
+
+    @property
+    def student(self):
+        """The distilled student's :class:`~ubdiff_onnx.runtime.student.Student`, or None."""
+        from ubdiff_onnx.runtime.student import Student
+
+        block = self.data.get("student")
+        if block is None:
+            return None
+        try:
+            return Student.from_manifest(block, int(self.schedule["timesteps"]), str(self.root / "manifest.json"))
+        except ValueError as exc:
+            raise BundleError(str(exc)) from None
 
     @property
     def normalization(self) -> dict[str, Any]:
@@ -155,7 +171,7 @@ def write_manifest(bundle_dir: Path, data: dict[str, Any]) -> Path:
         path = bundle_dir / comp["path"]
         comp["sha256"] = sha256_file(path)
         comp["bytes"] = path.stat().st_size
-    data = {"format": BUNDLE_FORMAT, "format_version": BUNDLE_FORMAT_VERSION, **data}
+    data = {"format": BUNDLE_FORMAT, "format_version": 2 if data.get("student") else 1, **data}
     out = bundle_dir / "manifest.json"
     atomic_write_text(out, json.dumps(data, indent=2) + "\n")
     return out

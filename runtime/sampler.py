@@ -62,11 +62,22 @@ class BundleSampler:
         self.latent_dim = self.manifest.latent_dim
         self.norm = NormConstants.from_dict(self.manifest.normalization, source=str(self.manifest.root / "manifest.json"))
         self.components = load_components(self.manifest, runtime, threads)
+        self.student = self.manifest.student
+
+    @property
+    def default_sampler(self) -> str:
+        """What runs without --sampler: a student's own rule, else the measured default."""
+        return self.student.sampler if self.student is not None else DEFAULT_SAMPLER
 
     # -- pieces --------------------------------------------------------------------------------
-    def make_scheduler(self, sampler: str, steps: int | None, eta: float = 0.0, spacing: str | None = None, clip_x0: bool = True):
-        """``spacing`` (None = linspace) applies to the ODE solvers only; ddim/ddpm keep the original's times."""
+    def make_scheduler(self, sampler: str | None, steps: int | None, eta: float = 0.0, spacing: str | None = None, clip_x0: bool = True):
+        """``spacing`` (None = linspace) applies to the ODE solvers only; ddim/ddpm keep the original's times.
+        ``sampler`` None: :attr:`default_sampler`. A student bundle runs its own rule only (ValueError otherwise)."""
         T = self.tables.num_timesteps
+        if self.student is not None:
+            self.student.check(sampler, steps, eta, spacing)
+            return self.student.scheduler(self.tables, self.objective, clip_x0)
+        sampler = sampler or DEFAULT_SAMPLER
         check_sampler_options(sampler, steps, eta, spacing)
         if sampler == "ddpm":
             sch = DDPMScheduler(self.tables, self.objective, clip_x0)
@@ -120,7 +131,7 @@ class BundleSampler:
         num_samples: int,
         *,
         steps: int | None = None,
-        sampler: str = DEFAULT_SAMPLER,
+        sampler: str | None = None,
         seed: int = 0,
         eta: float = 0.0,
         spacing: str | None = None,
@@ -131,7 +142,8 @@ class BundleSampler:
         first: int = 0,
     ) -> Iterator[SampleBatch]:
         """Yield decoded, denormalised batches; only one batch of seismic data is in memory at a time.
-        ``steps`` None: the sampler's default (``runtime.multistep.default_steps``).
+        ``steps`` None: the sampler's default (``runtime.multistep.default_steps``); ``sampler`` None:
+        :attr:`default_sampler` (a distilled student's own).
 
         The samples are ``first … first + num_samples - 1`` of the run with this seed (``init_noise``
         row j is sample ``first + j``), so any range can be made on its own and matches a full run."""

@@ -77,7 +77,15 @@ class DDIMScheduler:
         return bool(self.eta > 0)
 
     def set_timesteps(self, steps: int) -> None:
-        self.pairs = ddim_timesteps(self.tables.num_timesteps, steps)
+        self._set_pairs(ddim_timesteps(self.tables.num_timesteps, steps))
+
+    def set_grid(self, timesteps) -> None:
+        """Explicit descending timesteps (a distilled student's); the last step returns x̂0."""
+        ts = [int(t) for t in timesteps]
+        self._set_pairs(list(zip(ts, ts[1:] + [-1])))
+
+    def _set_pairs(self, pairs: list[tuple[int, int]]) -> None:
+        self.pairs = pairs
         self._next = dict(self.pairs)
         self.timesteps = np.array([t for t, _ in self.pairs], dtype=np.int64)
 

@@ -36,7 +36,7 @@ def evaluate(
     data: Annotated[Optional[Path], typer.Option("--data", help="OpenFWI folder of real pairs (default: the embedded curvefault-a dataset, made on first use).")] = None,
     num_samples: Annotated[int, typer.Option("--num-samples", "-n", min=2, help="Generated samples per bundle (also the number of real pairs forward-modelled).")] = 64,
     steps: Annotated[Optional[int], typer.Option("--steps", min=1, help="U-Net calls per sample (default: the sampler's, as `sample`).")] = None,
-    sampler: SamplerOpt = DEFAULT_SAMPLER,
+    sampler: SamplerOpt = None,
     timestep_spacing: SpacingOpt = None,
     clip_x0: ClipX0Opt = True,
     seed: SeedOpt = 0,

@@ -21,7 +21,7 @@ def sample(
     bundle_dir: Annotated[Path, typer.Argument(help="Bundle folder made by `export` (manifest.json + components).")],
     num_samples: Annotated[int, typer.Option("--num-samples", "-n", help="How many velocity/seismic pairs to generate.")] = 4,
     steps: Annotated[Optional[int], typer.Option("--steps", help="U-Net calls per sample (1..T); default 10 for the ODE solvers, 50 for ddim; ddpm always runs all T.")] = None,
-    sampler: SamplerOpt = DEFAULT_SAMPLER,
+    sampler: SamplerOpt = None,
     seed: SeedOpt = 0,
     out: Annotated[Path, typer.Option("--out", help="Output .npz: velocity (N,1,70,70) m/s, seismic (N,5,1000,70), latent (N,L), seed, steps, sampler; with --layout openfwi, the output folder.")] = Path("samples.npz"),
     layout: Annotated[str, typer.Option("--layout", help="npz (one file) or openfwi (--out DIR: seismic_data/dataK.npy + velocity_map/modelK.npy + generation.json; resumable).")] = "npz",
@@ -66,10 +66,11 @@ def sample(
             raise UserError("--layout openfwi: give --out DIR (a folder); --init-noise, --png and --runtime torchscript work with --layout npz only")
         from ubdiff_onnx.cli.sample_openfwi import sample_openfwi
 
+        spacing = timestep_spacing or (DEFAULT_SPACING if (sampler or DEFAULT_SAMPLER) in ODE_SOLVERS and not _is_student(bundle_dir) else None)
         return sample_openfwi(bundle_dir, out, num_samples=num_samples, steps=steps, sampler=sampler, seed=seed, eta=eta, batch_size=batch_size,
                               threads=threads, per_file=500 if per_file is None else per_file, dtype=dtype or "float32", shard=shard, ray=ray,
                               ray_actors=ray_actors, console=console,
-                              options={"spacing": timestep_spacing or (DEFAULT_SPACING if sampler in ODE_SOLVERS else None), "clip_x0": clip_x0})
+                              options={"spacing": spacing, "clip_x0": clip_x0})
     if per_file is not None or dtype is not None or shard is not None or ray is not None:
         raise UserError("--per-file, --dtype, --shard and --ray need --layout openfwi")
     if out.suffix != ".npz":
@@ -88,7 +89,8 @@ def sample(
     try:
         steps = len(smp.make_scheduler(sampler, steps, eta, timestep_spacing, clip_x0).timesteps)
     except ValueError as exc:
-        raise UserError(str(exc)) from None
+        raise UserError(f"{bundle_dir}: {exc}" if smp.student is not None else str(exc)) from None
+    sampler = sampler or smp.default_sampler
     noise = None
     if init_noise is not None:
         try:
@@ -127,3 +129,13 @@ def sample(
         writer.abort()
         raise
     console.print(f"wrote {out}: {num_samples} samples ({sampler}, {steps} steps, seed {seed}), velocity {velocity.min():.0f}–{velocity.max():.0f} m/s")
+
+
+def _is_student(bundle_dir: Path) -> bool:
+    """Whether a bundle is a distilled student (its manifest says; unreadable → no, checked later)."""
+    from ubdiff_onnx.runtime.manifest import BundleError, read_manifest
+
+    try:
+        return read_manifest(bundle_dir).data.get("student") is not None
+    except BundleError:
+        return False

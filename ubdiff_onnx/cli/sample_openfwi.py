@@ -49,7 +49,7 @@ def sample_openfwi(
     *,
     num_samples: int,
     steps: Optional[int],
-    sampler: str,
+    sampler: Optional[str],
     seed: int,
     eta: float,
     batch_size: int,
@@ -85,6 +85,7 @@ def sample_openfwi(
         steps = len(smp.make_scheduler(sampler, steps, eta, opts.get("spacing"), opts.get("clip_x0", True)).timesteps)
     except ValueError as exc:
         raise UserError(str(exc)) from None
+    sampler = sampler or smp.default_sampler  # recorded in generation.json, so a resumed run must match
 
     recipe = ow.Recipe(sampler=sampler, steps=steps, seed=seed, eta=eta, batch_size=batch_size, options=opts)
     record = ow.generation_record(manifest, recipe, num_samples, per_file, np_dtype, files)

@@ -35,7 +35,7 @@ TARGET_RATIO = 1.10  # INT8's Fréchet distance / physics error at most 10 % abo
 class EvalOptions:
     num_samples: int = 64
     steps: Optional[int] = None      # None: the sampler's default (runtime.multistep.default_steps)
-    sampler: str = DEFAULT_SAMPLER
+    sampler: Optional[str] = None    # None: the bundle's (a distilled student's own, else DEFAULT_SAMPLER)
     spacing: Optional[str] = None
     clip_x0: bool = True
     seed: int = 0
@@ -210,6 +210,7 @@ def prepare(inputs: EvalInputs, opts: EvalOptions) -> Prepared:
         opts.steps = len(smp.make_scheduler(opts.sampler, opts.steps, 0.0, opts.spacing, opts.clip_x0).timesteps)
     except ValueError as exc:
         raise UserError(str(exc)) from None
+    opts.sampler = opts.sampler or smp.default_sampler
     ref = None
     if inputs.reference is not None:
         ref = open_sampler(inputs.reference, "--reference", opts.threads)
