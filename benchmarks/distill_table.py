@@ -55,6 +55,7 @@ def export_all(run: Path, out: Path, students: list[int]) -> dict[str, Path]:
         plan[f"student-{n} FP32"] = (run / f"distill-{n}.pt", "fp32", True)
         plan[f"student-{n} INT8"] = (run / f"distill-{n}.pt", "qdq", False)
     bundles = {}
+    (out / "bundles").mkdir(parents=True, exist_ok=True)
     for name, (ckpt, fmt, ema) in plan.items():
         if not ckpt.exists():
             hint = f"ubdiff-onnx train {run} --stage distill --student-steps {ckpt.stem.split('-')[1]}" if "distill" in ckpt.stem else "ubdiff-onnx train"
