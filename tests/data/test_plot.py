@@ -20,3 +20,13 @@ def test_plot_sample_writes_a_png(tmp_path):
 def test_velocity_only_plot(tmp_path):
     out = plot_sample(np.full((70, 70), 2500.0), None, tmp_path / "v.png")
     assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_generated_vs_real_png_shares_the_real_colour_scale(tmp_path):
+    from ubdiff_onnx.data.plot import plot_generated_vs_real
+
+    rng = np.random.default_rng(0)
+    gen = (np.full((2, 1, 70, 70), 2000.0), rng.normal(size=(2, 5, 1000, 70)) * 100)  # loud gathers
+    real = (np.full((3, 1, 70, 70), 3000.0), rng.normal(size=(3, 5, 1000, 70)))
+    out = plot_generated_vs_real(gen, real, tmp_path / "cmp.png", "caption seed 0")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and not list(tmp_path.glob("*.tmp.png"))

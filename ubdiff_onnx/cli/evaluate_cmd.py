@@ -33,6 +33,7 @@ def evaluate(
     reference: Annotated[Optional[Path], typer.Option("--reference", help="FP32 bundle of the same checkpoint: enables the fidelity section and the FP32 columns.")] = None,
     checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", help="Training checkpoint (our format) whose encoder embeds maps for the Fréchet distance; the bundle has no encoder.")] = None,
     judge: Annotated[Optional[Path], typer.Option("--judge", help="Judge folder from `ubdiff-onnx inversion train` (trained on real pairs): pairwise SSIM and per-modality Fréchet distances with real ceilings/floors.")] = None,
+    train_run: Annotated[Optional[Path], typer.Option("--train-run", help="Training run folder (run.json): the memorisation check compares generated maps' distance to its nearest training map with held-out real maps'.")] = None,
     data: Annotated[Optional[Path], typer.Option("--data", help="OpenFWI folder of real pairs (default: the embedded curvefault-a dataset, made on first use).")] = None,
     num_samples: Annotated[int, typer.Option("--num-samples", "-n", min=2, help="Generated samples per bundle (also the number of real pairs forward-modelled).")] = 64,
     steps: Annotated[Optional[int], typer.Option("--steps", min=1, help="U-Net calls per sample (default: the sampler's, as `sample`).")] = None,
@@ -66,7 +67,7 @@ def evaluate(
         data = embedded_dataset()
     command = "ubdiff-onnx " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["evaluate"] else "ubdiff-onnx evaluate"
     opts = EvalOptions(num_samples=num_samples, steps=steps, sampler=sampler, spacing=timestep_spacing, clip_x0=clip_x0, seed=seed, batch_size=batch_size, num_real=num_real, threads=threads, panels=min(panels, num_samples), physics=physics)
-    prep = prepare(EvalInputs(bundle=bundle, data=data, reference=reference, checkpoint=checkpoint, judge=judge), opts)  # bad input fails here, fast
+    prep = prepare(EvalInputs(bundle=bundle, data=data, reference=reference, checkpoint=checkpoint, judge=judge, train_run=train_run), opts)  # bad input fails here, fast
     with Progress(TextColumn("[bold]{task.description}[/]"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console) as bar:
         report = run_evaluation(prep, _RichProgress(bar), command=command)
     paths = write_report(report, out)

@@ -72,6 +72,29 @@ def judge_markdown(report: dict[str, Any], nm: dict[str, str]) -> list[str]:
     return L
 
 
+def memorisation_markdown(report: dict[str, Any], nm: dict[str, str]) -> list[str]:
+    """Nearest-training-map distances of generated maps beside those of held-out real maps."""
+    L = ["## Memorisation: distance to the nearest training map", ""]
+    m = report.get("memorisation")
+    if not m:
+        return L + ["Skipped: no `--train-run RUN_DIR` (the training run whose maps the generated ones are compared with).", ""]
+    tr = m["train_run"]
+    L.append(f"RMS distance (m/s) from each velocity map to its nearest of the {m['train_maps']:,} maps run `{tr['run']}` trained on "
+             f"({tr['folder_maps']} from its folder, {tr['extra_maps']:,} extra generator maps). A copying model puts generated maps closer "
+             f"than unseen real maps; the check wants at most {100 * m['closer_fraction_limit']:.1f} % of generated maps below the held-out 5th percentile "
+             f"(5 % when the distributions match, plus three standard errors at these counts) and a median ratio of at least 0.9.")
+    L += ["", "| maps | n | min | p5 | p25 | median | p75 | p95 |", "|---|---|---|---|---|---|---|---|"]
+    for key, label in (("heldout", "held-out real"), ("heldout_roundtrip", "held-out real through the autoencoder"), ("generated", nm["bundle"])):
+        q = m.get(key)
+        if not q:
+            continue
+        L.append(f"| {label} | {m['n_' + key]} | {q['min']:.1f} | {q['p5']:.1f} | {q['p25']:.1f} | {q['p50']:.1f} | {q['p75']:.1f} | {q['p95']:.1f} |")
+    L += ["", f"Compared with: {'the round-tripped held-out maps (same decoder blur as the samples)' if m['compared_with'] == 'heldout_roundtrip' else 'the raw held-out maps'}. "
+              f"Generated maps closer than the held-out 5th percentile: {100 * m['generated_closer_than_heldout_p5']:.1f} %; "
+              f"median ratio generated ÷ held-out {m['median_ratio_generated_to_heldout']:.3f} → **{'not memorised' if m['passes'] else 'closer than unseen data'}**.", ""]
+    return L
+
+
 def markdown(report: dict[str, Any]) -> str:
     opts, nm = report["options"], names(report)
     L: list[str] = []
@@ -121,6 +144,7 @@ def markdown(report: dict[str, Any]) -> str:
     L.append("")
 
     L.extend(judge_markdown(report, nm))
+    L.extend(memorisation_markdown(report, nm))
 
     L.append("## Distribution")
     L.append("")
@@ -141,6 +165,15 @@ def markdown(report: dict[str, Any]) -> str:
             L.append(f"| {nm['bundle']} vs {nm['reference']} | {_f(fr['bundle_vs_reference'])} |")
         if fr["real_half_vs_half"] is not None:
             L.append(f"| real vs real (two halves of {fr['real_half_size']}: noise floor) | {_f(fr['real_half_vs_half'])} |")
+        rt = fr.get("autoencoder_roundtrip")
+        if rt:
+            L += ["", "Autoencoder round trip on the real maps (the checkpoint's encoder, then each bundle's decoders): what the latent "
+                  "space can express at all, an upper bound for the samples.", "",
+                  "| decoders | velocity SSIM (OpenFWI) | velocity MAE m/s | seismic rel. L2 vs the real gathers |", "|---|---|---|---|"]
+            for key in ("bundle", "reference"):
+                if key in rt:
+                    r = rt[key]
+                    L.append(f"| {nm[key]} | {r['velocity_ssim_openfwi']:.4f} | {r['velocity_mae_ms']:.1f} | {r['seismic_rel_l2']:.4f} (first {r['seismic_n']}) |")
     L.append("")
     L.append("Velocity values (m/s; W1 = 1-D Wasserstein distance of the pooled values to the real ones):")
     L.append("")

@@ -53,6 +53,7 @@ class EvalInputs:
     reference: Optional[Path] = None
     checkpoint: Optional[Path] = None
     judge: Optional[Path] = None
+    train_run: Optional[Path] = None
 
 
 class ProgressHook(Protocol):
@@ -191,6 +192,8 @@ class Prepared:
     notes: list[str]
     judge: Any = None
     judge_idx: Optional[np.ndarray] = None
+    train_maps: Optional[np.ndarray] = None
+    train_info: Optional[dict[str, Any]] = None
 
 
 def prepare(inputs: EvalInputs, opts: EvalOptions) -> Prepared:
@@ -257,7 +260,17 @@ def prepare(inputs: EvalInputs, opts: EvalOptions) -> Prepared:
         if len(judge_idx) < 2 * opts.num_samples:
             notes.append(f"--data has {len(folder)} pairs: the real-vs-real Fréchet floors compare {len(judge_idx) // 2} vs {len(judge_idx) // 2} pairs and "
                          f"the generated side uses its first {len(judge_idx) // 2} samples (equal counts need {2 * opts.num_samples} real pairs)")
-    return Prepared(inputs, opts, smp, ref, folder, dist_idx, phys_idx, encoder, encoder_info, notes, judge, judge_idx)
+    train_maps, train_info = None, None
+    if inputs.train_run is not None:
+        from ubdiff_onnx.evaluation.memorisation import run_training_maps
+
+        train_maps, train_info = run_training_maps(inputs.train_run)
+        if Path(train_info["data"]).resolve() == Path(inputs.data).resolve():
+            notes.append(f"--data {inputs.data} is the run's own training folder: the held-out side of the memorisation check "
+                         "includes training maps (distance 0); pass pairs made with another seed")
+    else:
+        notes.append("no --train-run: the memorisation check (nearest training map, generated vs held-out) is skipped")
+    return Prepared(inputs, opts, smp, ref, folder, dist_idx, phys_idx, encoder, encoder_info, notes, judge, judge_idx, train_maps, train_info)
 
 
 def run_evaluation(prep: Prepared, progress: Optional[ProgressHook] = None, command: str = "ubdiff-onnx evaluate") -> dict[str, Any]:
@@ -322,6 +335,7 @@ def run_evaluation(prep: Prepared, progress: Optional[ProgressHook] = None, comm
     gen_vel = np.concatenate(main.velocity)
     ref_vel = np.concatenate(other.velocity) if other is not None else None
     frechet: Optional[dict[str, Any]] = None
+    real_through_ae = None
     latents: dict[str, np.ndarray] = {}
     if enc is not None:
         enc_tick = progress.task("encoding", len(real_vel) + len(gen_vel) + (len(ref_vel) if ref_vel is not None else 0))
@@ -345,6 +359,12 @@ def run_evaluation(prep: Prepared, progress: Optional[ProgressHook] = None, comm
         if frechet["real_latent_total_variance"] < 1e-6:
             notes.append(f"the encoder's latents of real maps hardly vary (total variance {frechet['real_latent_total_variance']:.3g}): "
                          "the encoder looks untrained or collapsed, so its Fréchet distances say little")
+        roundtrip = {"bundle": autoencoder_roundtrip(smp, latents["real"], real_vel, folder, dist_idx)}
+        if ref is not None:
+            roundtrip["reference"] = autoencoder_roundtrip(ref, latents["real"], real_vel, folder, dist_idx)
+        real_through_ae = roundtrip["bundle"].pop("_velocity")
+        roundtrip.get("reference", {}).pop("_velocity", None)
+        frechet["autoencoder_roundtrip"] = roundtrip
         if len(gen_vel) <= enc.latent_dim:
             notes.append(f"{len(gen_vel)} generated samples for a {enc.latent_dim}-dim latent: covariances are rank-deficient and the Fréchet distance is biased up; compare only runs with the same counts")
 
@@ -354,6 +374,12 @@ def run_evaluation(prep: Prepared, progress: Optional[ProgressHook] = None, comm
     if ref_vel is not None:
         velocity_stats["reference"] = velocity_statistics(ref_vel, lo, hi)
         w1["reference"] = wasserstein_1d(ref_vel, real_vel)
+
+    memo = None
+    if prep.train_maps is not None:
+        from ubdiff_onnx.evaluation.memorisation import memorisation_report
+
+        memo = {**memorisation_report(gen_vel, real_vel, prep.train_maps, real_through_ae), "train_run": prep.train_info}
 
     # -- assemble ------------------------------------------------------------------------------
     physics: Optional[dict[str, Any]] = None
@@ -379,6 +405,7 @@ def run_evaluation(prep: Prepared, progress: Optional[ProgressHook] = None, comm
         "distribution": {"frechet": frechet, "velocity": velocity_stats, "velocity_w1_to_real_ms": w1},
         "physics": physics,
         "judge": {k: v for k, v in judged.items() if k != "_panels"} if judged else None,
+        "memorisation": {k: v for k, v in memo.items() if not k.startswith("_")} if memo else None,
         "notes": notes,
     }
     report["targets"] = targets(report)
@@ -389,8 +416,33 @@ def run_evaluation(prep: Prepared, progress: Optional[ProgressHook] = None, comm
         "velocity": {"real": real_vel, "bundle": gen_vel, "reference": ref_vel},
         "latents": latents,
         "judge": judged["_panels"] if judged else None,
+        "memorisation": memo["_distances"] if memo else None,
     }
     return report
+
+
+ROUNDTRIP_SEISMIC = 64
+
+
+def autoencoder_roundtrip(smp: Any, latents: np.ndarray, real_vel: np.ndarray, folder: Any, idx: np.ndarray) -> dict[str, Any]:
+    """The checkpoint's encoder, then the *bundle's* decoders, on real held-out maps: how much of the
+    data the latent space can express at all (velocity SSIM in the OpenFWI convention, MAE) and how
+    close the seismic decoder gets to the real gathers from it (rel. L2, first ROUNDTRIP_SEISMIC)."""
+    from ubdiff_onnx.evaluation.fidelity import seismic_errors, velocity_ssim_openfwi
+    from ubdiff_onnx.runtime.normalization import denormalize_seismic, denormalize_velocity
+
+    z = np.ascontiguousarray(latents, dtype=np.float32)
+    dec = smp.components["velocity_decoder"]
+    v = np.concatenate([dec.run({"latent": z[i:i + 16]}) for i in range(0, len(z), 16)])
+    v = denormalize_velocity(v, smp.norm)
+    ssim = velocity_ssim_openfwi(v, real_vel, smp.norm.label_min, smp.norm.label_max)
+    k = min(ROUNDTRIP_SEISMIC, len(z))
+    sdec = smp.components["seismic_decoder"]
+    s = np.concatenate([sdec.run({"latent": z[i:min(i + 8, k)]}) for i in range(0, k, 8)])
+    real_s = np.stack([folder.seismic(int(i)) for i in idx[:k]])
+    err = seismic_errors(denormalize_seismic(s, smp.norm), real_s)
+    return {"_velocity": v, "velocity_ssim_openfwi": float(np.mean(ssim)), "velocity_mae_ms": float(np.abs(v - real_vel).mean()), "n": int(len(z)),
+            "seismic_rel_l2": float(err["rel_l2"].mean()), "seismic_n": int(k)}
 
 
 def judge_section(prep: Prepared, main: _Side, other: Optional[_Side], progress: ProgressHook) -> dict[str, Any]:

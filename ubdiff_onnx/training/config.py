@@ -154,13 +154,37 @@ def _tiny() -> dict[str, PhaseConfig]:
     }
 
 
+def _small() -> dict[str, PhaseConfig]:
+    # The quickstart's recipe (docs/training.md, "The small preset"): tiny's phases, with the
+    # autoencoder drawing from the embedded maps plus SMALL_EXTRA_MAPS generator maps (an epoch keeps
+    # the folder's length, so 140 epochs are still ~1000 steps) and the wider seismic decoder trained
+    # longer at a lower rate (its big Linear is 4x tiny's).
+    t = _tiny()
+    return {
+        **t,
+        "seismic": PhaseConfig(epochs=80, batch_size=32, lr=1e-3, weight_decay=1e-4, lr_schedule="cosine", val_every=10,
+                               checkpoint_every=10),
+        "qat-seismic": PhaseConfig(epochs=3, batch_size=16, lr=5e-5, calibration_batches=4),
+    }
+
+
+SMALL_EXTRA_MAPS = 16384
+
+
+def extra_velocity_default(preset: str) -> int:
+    """Generator maps added to the velocity-only stages when the data came from ``data synth``."""
+    return SMALL_EXTRA_MAPS if preset == "small" else 0
+
+
 def phase_defaults(preset: str) -> dict[str, PhaseConfig]:
     """Default :class:`PhaseConfig` of every phase for a preset (``refactor`` trains like ``paper``)."""
     if preset in ("paper", "refactor"):
         return _paper()
     if preset == "tiny":
         return _tiny()
-    raise UserError(f"--preset: unknown preset {preset!r}; expected one of paper, refactor, tiny")
+    if preset == "small":
+        return _small()
+    raise UserError(f"--preset: unknown preset {preset!r}; expected one of paper, refactor, small, tiny")
 
 
 def split_defaults(preset: str, seed: int) -> SplitConfig:

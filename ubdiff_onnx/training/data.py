@@ -55,6 +55,9 @@ class RunData:
     split: Split
     cache_bytes: int = DEFAULT_CACHE_BYTES
     workers: int = 0
+    extra_velocity: np.ndarray | None = None
+    """Normalised generator maps (N,1,70,70) added to ``train`` (velocity only): UB-Diff's unbalanced
+    setting taken further, since maps cost ~0.2 ms and pairs ~150 ms (see :func:`extra_velocity_maps`)."""
     _cache: dict = field(default_factory=dict, repr=False)
 
     def dataset(self, which: str, seismic: bool) -> Dataset:
@@ -69,9 +72,37 @@ class RunData:
         indices = {"train": self.split.train, "paired": self.split.paired, "val": self.split.val}[which]
         ds = OpenFWIDataset(self.folder, self.constants, indices, seismic=seismic)
         per_sample = 4 * (int(np.prod(VELOCITY_SAMPLE_SHAPE)) + (int(np.prod(SEISMIC_SAMPLE_SHAPE)) if seismic else 0))
-        if len(ds) * per_sample > self.cache_bytes:
-            return ds
-        return TensorDictDataset(_materialise(ds, seismic))
+        base: Dataset = ds if len(ds) * per_sample > self.cache_bytes else TensorDictDataset(_materialise(ds, seismic))
+        if which == "train" and not seismic and self.extra_velocity is not None and len(self.extra_velocity):
+            return WithExtraMaps(base, torch.from_numpy(self.extra_velocity))
+        return base
+
+
+class WithExtraMaps(Dataset):
+    """The folder's training maps followed by extra generator maps. ``epoch_size`` stays the folder's
+    count: an epoch (and so a preset's schedule) keeps its length, each one sees other extra maps."""
+
+    def __init__(self, base: Dataset, extra: torch.Tensor) -> None:
+        self.base, self.extra = base, extra
+        self.epoch_size = len(base)
+
+    def __len__(self) -> int:
+        return len(self.base) + len(self.extra)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        if i < len(self.base):
+            return {"velocity": self.base[i]["velocity"]}
+        return {"velocity": self.extra[i - len(self.base)]}
+
+
+def extra_velocity_maps(family: str, count: int, seed: int, constants: NormConstants) -> np.ndarray:
+    """``count`` normalised maps of the generator family, from a seed derived from the run's (so never
+    the seed of a folder ``data synth`` made: those are small integers, this is a 63-bit hash)."""
+    from ubdiff_onnx.data.velocity_models import velocity_batch
+    from ubdiff_onnx.runtime.normalization import normalize_velocity
+
+    maps = velocity_batch(family, stable_seed("extra-velocity", seed), 0, count)
+    return normalize_velocity(maps, constants).astype(np.float32)
 
 
 def _materialise(ds: OpenFWIDataset, seismic: bool) -> dict[str, torch.Tensor]:
@@ -94,12 +125,13 @@ def open_run_data(root: Path, constants: NormConstants, split: SplitConfig, work
     return RunData(folder, constants, s, cache_bytes, workers)
 
 
-def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, steps: int | None) -> list[torch.Tensor]:
+def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, steps: int | None, epoch_size: int | None = None) -> list[torch.Tensor]:
     """Global batches of one epoch: a fresh permutation per pass, last short batch dropped
-    (BatchNorm cannot train on a batch of 1). ``steps`` batches are drawn, cycling passes if needed."""
+    (BatchNorm cannot train on a batch of 1). ``steps`` batches are drawn, cycling passes if needed;
+    without ``steps`` an epoch is ``epoch_size`` samples' worth (default: all ``n``)."""
     bs = min(batch_size, n)
     per_pass = n // bs
-    want = steps if steps is not None else per_pass
+    want = steps if steps is not None else max(1, min(n, epoch_size or n) // bs)
     out: list[torch.Tensor] = []
     rep = 0
     while len(out) < want:

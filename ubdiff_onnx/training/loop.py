@@ -242,7 +242,8 @@ class StageRunner:
         ctx, d, model, st = self.ctx, self.ctx.dist, self.model, self.state
         accum = cfg.grad_accum
         want = None if cfg.steps_per_epoch is None else cfg.steps_per_epoch * accum
-        micro = epoch_batches(len(train_ds), cfg.batch_size, stable_seed(ctx.seed, ph.name), epoch, want)
+        micro = epoch_batches(len(train_ds), cfg.batch_size, stable_seed(ctx.seed, ph.name), epoch, want,
+                              getattr(train_ds, "epoch_size", None))
         steps = len(micro) // accum if cfg.step_cap is None else min(len(micro) // accum, cfg.step_cap)
         start = st.step_in_epoch
         if start >= steps:

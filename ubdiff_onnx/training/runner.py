@@ -22,8 +22,9 @@ from ubdiff_onnx.models.ubdiff import UBDiff
 from ubdiff_onnx.qat import model_from_checkpoint
 from ubdiff_onnx.runtime.normalization import NormConstants, resolve_constants
 from ubdiff_onnx.training.config import (STAGES, Overrides, config_key, distill_stage, downstream, is_distill, phase_defaults,
-                                         phases_of, source_stage, split_defaults, stages_for, student_steps_of)
-from ubdiff_onnx.training.data import open_run_data
+                                         extra_velocity_default, phases_of, source_stage, split_defaults, stages_for,
+                                         student_steps_of)
+from ubdiff_onnx.training.data import extra_velocity_maps, open_run_data
 from ubdiff_onnx.training.distributed import Dist, init_distributed, shutdown_distributed
 from ubdiff_onnx.training.interrupt import GracefulInterrupt
 from ubdiff_onnx.training.loop import StageContext, StageRunner, TrainState
@@ -52,6 +53,8 @@ class TrainOptions:
     progress: bool = True
     student_steps: int | None = None
     """--stage distill: U-Net calls of the student (default 4)."""
+    extra_velocity_maps: int | None = None
+    """Extra generator velocity maps for the velocity-only stages (default: the preset's)."""
 
 
 @dataclass
@@ -121,9 +124,47 @@ def _resolve(opts: TrainOptions, run: RunDir, say: Callable[[str], None]) -> Run
             paired_count=opts.paired_count,
             seed=opts.seed,
         )
+    extra = _extra_velocity(opts, info, preset, data, run)
     info = {**info, "preset": preset, "dataset": dataset, "constants": constants.to_dict(), "data": str(data),
-            "split": asdict(split), "stages": info.get("stages", {})}
+            "split": asdict(split), "extra_velocity": extra, "stages": info.get("stages", {})}
     return RunSettings(preset, dataset, constants, data, split, info)
+
+
+def _synth_family(data: Path) -> str | None:
+    """The generator family of a folder ``data synth`` made (only those: a folder that ``sample
+    --layout openfwi`` wrote names a dataset, not our generator)."""
+    import json
+
+    from ubdiff_onnx.data.synth import METADATA
+
+    try:
+        fam = json.loads((data / METADATA).read_text()).get("family")
+    except (OSError, ValueError, AttributeError):
+        return None
+    from ubdiff_onnx.data.velocity_models import FAMILIES
+
+    return fam if fam in FAMILIES else None
+
+
+def _extra_velocity(opts: TrainOptions, info: dict[str, Any], preset: str, data: Path, run: RunDir) -> dict[str, Any]:
+    """The run's extra generator maps: fixed once recorded, like the split (a resume sees the same)."""
+    if "extra_velocity" in info:
+        recorded = info["extra_velocity"]
+        if opts.extra_velocity_maps is not None and opts.extra_velocity_maps != recorded["count"]:
+            raise UserError(f"--extra-velocity-maps {opts.extra_velocity_maps}: this run's is fixed at {recorded['count']} "
+                            f"(see {run.info_path})")
+        return recorded
+    count = extra_velocity_default(preset) if opts.extra_velocity_maps is None else opts.extra_velocity_maps
+    if count < 0:
+        raise UserError(f"--extra-velocity-maps must be >= 0, got {count}")
+    family = _synth_family(data)
+    if count and family is None:
+        if opts.extra_velocity_maps is None:
+            count = 0  # a downloaded OpenFWI folder: no generator to draw from, the preset trains on the folder alone
+        else:
+            raise UserError(f"--extra-velocity-maps: {data} was not made by `data synth` (no family in its metadata); "
+                            "extra maps come from the generator of the folder's own family")
+    return {"count": count, "family": family if count else None, "seed": opts.seed}
 
 
 def _check_source(ckpt: Checkpoint, path: Path, preset: str, dataset: str, what: str) -> None:
@@ -210,6 +251,10 @@ def _train(opts: TrainOptions, stages: tuple[str, ...], d: Dist, say: Callable[[
 
 def _run_stages(opts, stages, d: Dist, run: RunDir, settings: RunSettings, say) -> list[dict[str, Any]]:
     data = open_run_data(settings.data, settings.constants, settings.split, opts.workers)
+    extra = settings.info.get("extra_velocity") or {}
+    if extra.get("count"):
+        say(f"adding {extra['count']} {extra['family']} generator maps to the velocity-only stages (--extra-velocity-maps)")
+        data.extra_velocity = extra_velocity_maps(extra["family"], extra["count"], extra["seed"], settings.constants)
     if len(data.split.val) < d.world:
         raise UserError(f"{settings.data}: {len(data.split.val)} validation samples for {d.world} processes; use more data")
     defaults = phase_defaults(settings.preset)
